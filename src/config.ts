@@ -1,0 +1,105 @@
+// Configuration: one zod schema over the environment, validated once at startup.
+import { fileURLToPath } from 'node:url'
+import { z } from 'zod'
+import { DEFAULT_SIGN_METHOD, SIGN_METHOD_NAMES, normalizeSignMethod, type SignMethod } from './core/sign-method.js'
+
+/** The bundled example store, used when STORE_FILE is not set (resolved from src/ or dist/ alike). */
+export const EXAMPLE_STORE_FILE = fileURLToPath(new URL('../examples/devices.json', import.meta.url))
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
+const port = (fallback: number) =>
+  z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).default(fallback)
+const millis = (fallback: number) =>
+  z.coerce.number({ error: 'must be a whole number of milliseconds from 1 to 3600000' }).int().min(1).max(3_600_000).default(fallback)
+const optionalText = z.string().trim().min(1).optional()
+
+/** Every variable the service reads. `.describe()` feeds the README's configuration table. */
+export const envSchema = z.object({
+  PORT: port(8080).describe('TCP port the HTTP API listens on.'),
+  HOST: z.string().trim().min(1).default('127.0.0.1')
+    .describe('Address to bind. The Docker image sets 0.0.0.0.'),
+  STORE_FILE: optionalText
+    .describe('Device store: a .json or .csv file of productKey, deviceKey, deviceSecret[, enabled]. Default: the bundled examples/devices.json.'),
+  STORE_WATCH: z.stringbool({ error: 'must be true or false' }).default(true)
+    .describe('Reload STORE_FILE when it changes on disk (it is also reloaded on SIGHUP).'),
+  SIGN_METHOD: z.string().default(DEFAULT_SIGN_METHOD)
+    .transform((value, ctx) => {
+      const method = normalizeSignMethod(value)
+      if (method === undefined) {
+        ctx.addIssue({ code: 'custom', message: `must be one of ${SIGN_METHOD_NAMES.join(', ')}` })
+        return z.NEVER
+      }
+      return method
+    })
+    .describe(`Sign method used when a request names none: ${SIGN_METHOD_NAMES.join(', ')}.`),
+  MQTT_HOST: z.string().trim().regex(/^[A-Za-z0-9.-]{1,253}$|^\[[0-9A-Fa-f:.]+\]$/, 'must be a host name or IP address').optional()
+    .describe('Broker host returned with the credentials, e.g. mqtt-cn4.envisioniot.com. Unset: no broker object in responses.'),
+  MQTT_PORT: port(8883).describe('Broker port returned with the credentials.'),
+  MQTT_TLS: z.stringbool({ error: 'must be true or false' }).default(true)
+    .describe('Whether MQTT_PORT speaks TLS (mqtts://). Set false for a plain-TCP port such as 11883.'),
+  MQTT_WEBSOCKET_URL: z.url({ protocol: /^wss?$/, error: 'must be a ws:// or wss:// URL' }).optional()
+    .describe('MQTT-over-WebSocket URL returned with the credentials, e.g. wss://mqtt-cn4.envisioniot.com:443/mqtt.'),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default('info').describe(`Log level: ${LOG_LEVELS.join(', ')}.`),
+  AUTH_MODE: z.enum(['none'], { error: 'must be none: it is the only access mode in this version' }).default('none')
+    .describe('Access control for the API. Only none (open: run it inside a private network) exists in this version.'),
+  BODY_LIMIT: z.coerce.number({ error: 'must be a whole number of bytes from 1024 to 16777216' }).int().min(1024).max(16 * 1024 * 1024).default(16 * 1024)
+    .describe('Largest request body accepted, in bytes; larger ones get 413.'),
+  REQUEST_TIMEOUT_MS: millis(10_000).describe('Time a client has to send a whole request.'),
+  KEEP_ALIVE_TIMEOUT_MS: millis(72_000).describe('How long an idle keep-alive connection stays open.'),
+  SHUTDOWN_TIMEOUT_MS: millis(10_000)
+    .describe('On SIGTERM/SIGINT, how long in-flight requests get to finish before the process exits anyway.')
+})
+
+export interface Config {
+  port: number
+  host: string
+  storeFile: string
+  isExampleStore: boolean
+  storeWatch: boolean
+  signMethod: SignMethod
+  mqtt: { host: string, port: number, tls: boolean, websocketUrl: string | undefined } | undefined
+  logLevel: (typeof LOG_LEVELS)[number]
+  authMode: 'none'
+  bodyLimit: number
+  requestTimeoutMs: number
+  keepAliveTimeoutMs: number
+  shutdownTimeoutMs: number
+}
+
+/** Thrown by {@link loadConfig}; the message names every bad variable, one per line, never a value. */
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+/**
+ * Validates the environment and returns a frozen Config. Only server.ts passes process.env.
+ * @throws ConfigError listing every invalid variable.
+ */
+export function loadConfig (env: Readonly<Record<string, string | undefined>>): Readonly<Config> {
+  // An empty variable (`PORT=`) counts as unset, as in most shells' `${VAR:-default}`.
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''))
+  const result = envSchema.safeParse(present)
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`)
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`)
+  }
+  const e = result.data
+  return Object.freeze({
+    port: e.PORT,
+    host: e.HOST,
+    storeFile: e.STORE_FILE ?? EXAMPLE_STORE_FILE,
+    isExampleStore: e.STORE_FILE === undefined,
+    storeWatch: e.STORE_WATCH,
+    signMethod: e.SIGN_METHOD,
+    mqtt: e.MQTT_HOST === undefined
+      ? undefined
+      : Object.freeze({ host: e.MQTT_HOST, port: e.MQTT_PORT, tls: e.MQTT_TLS, websocketUrl: e.MQTT_WEBSOCKET_URL }),
+    logLevel: e.LOG_LEVEL,
+    authMode: e.AUTH_MODE,
+    bodyLimit: e.BODY_LIMIT,
+    requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+    keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS
+  })
+}

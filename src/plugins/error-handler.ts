@@ -1,0 +1,74 @@
+// The only place errors become HTTP responses: every error body has the same shape and a stable code.
+import { STATUS_CODES } from 'node:http'
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod'
+import { AppError, isAppError, type ErrorDetail } from '../errors.js'
+
+export interface ErrorBody {
+  statusCode: number
+  code: string
+  error: string
+  message: string
+  details?: ErrorDetail[]
+}
+
+/** Fastify's own client errors, given our stable codes and a message a person can act on. */
+const FASTIFY_ERRORS: Record<string, (err: FastifyError) => AppError> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: () => new AppError('PAYLOAD_TOO_LARGE', 'request body is larger than this service accepts (see BODY_LIMIT)'),
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: () => new AppError('UNSUPPORTED_MEDIA_TYPE', 'send the request body as JSON with Content-Type: application/json'),
+  FST_ERR_CTP_EMPTY_JSON_BODY: () => new AppError('MALFORMED_JSON', 'the request body is empty; send a JSON object'),
+  FST_ERR_CTP_INVALID_JSON_BODY: () => new AppError('MALFORMED_JSON', 'the request body is not valid JSON'),
+  FST_ERR_BAD_URL: () => new AppError('BAD_REQUEST', 'the request URL is not valid')
+}
+
+/**
+ * Maps anything thrown while handling a request to the AppError that answers it. Messages of
+ * unexpected errors are never passed on: they may hold internals.
+ */
+export function toAppError (err: FastifyError | Error): AppError {
+  if (isAppError(err)) return err
+  if (hasZodFastifySchemaValidationErrors(err)) {
+    const details = err.validation.map((issue) => ({
+      path: issue.instancePath.split('/').filter(Boolean).join('.'),
+      message: issue.message ?? 'is invalid'
+    }))
+    const summary = details.map(({ path, message }) => path === '' ? message : `${path}: ${message}`).join('; ')
+    return new AppError('VALIDATION_FAILED', `invalid request ${err.validationContext ?? 'body'}: ${summary}`, { details })
+  }
+  const code = 'code' in err ? err.code : undefined
+  const known = code === undefined ? undefined : FASTIFY_ERRORS[code]
+  if (known !== undefined) return known(err as FastifyError)
+  const status = 'statusCode' in err ? err.statusCode : undefined
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    // Another client error from the HTTP layer (bad Content-Length, prototype poisoning, ...):
+    // keep its status and its message, which describes the request, not the server.
+    return new AppError('BAD_REQUEST', err.message, { status })
+  }
+  return new AppError('INTERNAL', 'internal error; the request id in the logs tells what happened', { cause: err })
+}
+
+export function toErrorBody (err: AppError): ErrorBody {
+  return {
+    statusCode: err.statusCode,
+    code: err.code,
+    error: STATUS_CODES[err.statusCode] ?? 'Error',
+    message: err.message,
+    ...(err.details && { details: err.details })
+  }
+}
+
+export function sendError (err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const appError = toAppError(err)
+  request.outcome = appError.code
+  if (appError.statusCode >= 500) request.log.error({ err }, 'request failed')
+  if (appError.retryAfter !== undefined) reply.header('retry-after', String(appError.retryAfter))
+  return reply.code(appError.statusCode).send(toErrorBody(appError))
+}
+
+export default fp(async function errorHandler (app) {
+  app.setErrorHandler(sendError)
+  app.setNotFoundHandler((request, reply) => {
+    return sendError(new AppError('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.slice(0, 200)}; see /docs`), request, reply)
+  })
+}, { name: 'error-handler', fastify: '5.x' })

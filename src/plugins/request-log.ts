@@ -1,0 +1,62 @@
+// One JSON log line per request (instead of Fastify's two), with the device and the outcome.
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The device a request was about, once its body has been validated. */
+    deviceRef: { productKey: string, deviceKey: string } | null
+    /** What happened: `signed`, an error code, or null for a plain success. */
+    outcome: string | null
+  }
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** Takes a caller's X-Request-Id when it is a plain token (it goes into logs), else a new UUID. */
+export function genReqId (req: IncomingMessage): string {
+  const given = req.headers['x-request-id']
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+}
+
+/**
+ * Pino redaction: nothing secret may reach a log line even if a future change logs an object
+ * carrying one. Fastify's request logging is off (disableRequestLogging), so bodies are never logged.
+ */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'deviceSecret', '*.deviceSecret', '*[*].deviceSecret',
+  'mqttPassword', '*.mqttPassword', '*[*].mqttPassword'
+]
+
+/**
+ * Replaces Fastify's "incoming request" + "request completed" pair with one line per request,
+ * written when the response is finished. Fields: reqId, method, route, statusCode, durationMs,
+ * productKey and deviceKey (once validated) and outcome. Never the body.
+ */
+export class RequestLogController extends LogController {
+  override incomingRequest (): void {}
+
+  override routeNotFound (): void {}
+
+  override requestCompleted (_error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    request.log.info({
+      method: request.method,
+      route: request.routeOptions.url ?? request.url.slice(0, 200),
+      statusCode: reply.statusCode,
+      durationMs: Math.round(reply.elapsedTime * 100) / 100,
+      ...request.deviceRef,
+      outcome: request.outcome ?? (reply.statusCode < 400 ? 'ok' : 'error')
+    }, 'request completed')
+  }
+}
+
+export default fp(async function requestLog (app) {
+  app.decorateRequest('deviceRef', null)
+  app.decorateRequest('outcome', null)
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+}, { name: 'request-log', fastify: '5.x' })

@@ -1,0 +1,54 @@
+// GET /healthz (the process is alive) and GET /readyz (the store can answer lookups).
+import { z } from 'zod'
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
+import { isAppError } from '../errors.js'
+import type { StoreHealth } from '../store/store.js'
+
+const storeHealthSchema = z.object({
+  ok: z.boolean(),
+  kind: z.string(),
+  detail: z.string(),
+  devices: z.number().int().optional(),
+  loadedAt: z.string().optional(),
+  lastReloadError: z.object({ message: z.string(), at: z.string() }).optional()
+    .describe('The last reload that failed; the data loaded at loadedAt is still served.')
+}).meta({ id: 'StoreHealth' })
+
+const readySchema = z.object({
+  status: z.enum(['ready', 'unavailable']),
+  store: storeHealthSchema
+})
+
+const healthRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.get('/healthz', {
+    schema: {
+      tags: ['health'],
+      operationId: 'healthz',
+      summary: 'Liveness: the process is up',
+      response: { 200: z.object({ status: z.literal('ok') }) }
+    }
+  }, async () => ({ status: 'ok' as const }))
+
+  app.get('/readyz', {
+    schema: {
+      tags: ['health'],
+      operationId: 'readyz',
+      summary: 'Readiness: the device store is loaded and reachable',
+      response: { 200: readySchema, 503: readySchema }
+    }
+  }, async (request, reply) => {
+    let store: StoreHealth
+    try {
+      store = await app.store.checkHealth()
+    } catch (err) {
+      request.log.error({ err }, 'store health check failed')
+      // A store that cannot even report its health is unavailable; the message is ours, not the backend's.
+      const detail = isAppError(err) ? err.message : 'the store did not answer its health check'
+      store = { ok: false, kind: app.store.kind, detail }
+    }
+    if (!store.ok) reply.code(503).header('retry-after', '5')
+    return { status: store.ok ? 'ready' as const : 'unavailable' as const, store }
+  })
+}
+
+export default healthRoutes

@@ -1,0 +1,42 @@
+// The signing request and the signed credentials, shared by POST /sign and (later) the batch route.
+import { z } from 'zod'
+import { CLIENT_ID_PATTERN, CLIENT_ID_RULE, KEY_PATTERN, KEY_RULE, TIMESTAMP_PATTERN, TIMESTAMP_RULE } from '../core/fields.js'
+import { SECURE_MODE } from '../core/credentials.js'
+import { SIGN_METHOD_NAMES } from '../core/sign-method.js'
+
+const key = (what: string) => z.string().regex(KEY_PATTERN, `must be ${KEY_RULE}`).describe(what)
+
+export const signRequestSchema = z.strictObject({
+  productKey: key('The product the device belongs to.').meta({ examples: ['123'] }),
+  deviceKey: key('The device, unique within its product.').meta({ examples: ['test'] }),
+  clientId: z.string().regex(CLIENT_ID_PATTERN, `must be ${CLIENT_ID_RULE}`).optional()
+    .describe('MQTT client id (MAC address or serial number). Default: the deviceKey, as the official SDKs do.'),
+  timestamp: z.string().regex(TIMESTAMP_PATTERN, `must be ${TIMESTAMP_RULE}`).optional()
+    .describe("Epoch milliseconds as a string. Default: the service's clock.").meta({ examples: ['1524448722000'] }),
+  signMethod: z.string().max(32, 'must be at most 32 characters').optional()
+    .describe(`One of ${SIGN_METHOD_NAMES.join(', ')}, case-insensitive. Default: SIGN_METHOD.`)
+}).meta({ id: 'SignRequest' })
+
+export type SignRequest = z.infer<typeof signRequestSchema>
+
+export const brokerSchema = z.object({
+  host: z.string(),
+  port: z.number().int(),
+  tls: z.boolean().describe('Whether the port speaks TLS.'),
+  uri: z.string().describe('mqtts://host:port (mqtt:// when tls is false).'),
+  websocketUri: z.string().optional().describe('MQTT over (secure) WebSocket, when the deployment offers it.'),
+  protocolVersion: z.literal(4).describe('MQTT 3.1.1, the version EnOS speaks.')
+}).meta({ id: 'Broker' })
+
+export type Broker = z.infer<typeof brokerSchema>
+
+export const credentialsSchema = z.object({
+  mqttClientId: z.string().describe('CONNECT client identifier: <clientId>|securemode=2,signmethod=<m>,timestamp=<ts>|'),
+  mqttUsername: z.string().describe('CONNECT user name: <deviceKey>&<productKey>'),
+  mqttPassword: z.string().describe('CONNECT password: upper-case hex digest. Treat it as a secret.'),
+  clientId: z.string(),
+  timestamp: z.string(),
+  signMethod: z.enum(SIGN_METHOD_NAMES),
+  secureMode: z.literal(SECURE_MODE),
+  broker: brokerSchema.optional().describe('Where to connect; present when the service is configured with MQTT_HOST.')
+}).meta({ id: 'Credentials' })

@@ -1,0 +1,43 @@
+// The device store interface: every backend (file, PostgreSQL, ...) implements DeviceStore.
+
+/** One device as a store holds it. `deviceSecret` never leaves the service. */
+export interface Device {
+  productKey: string
+  deviceKey: string
+  deviceSecret: string
+  enabled: boolean
+}
+
+/** What /readyz reports about a store. Never contains a secret. */
+export interface StoreHealth {
+  /** True when lookups can be answered now. */
+  ok: boolean
+  /** Backend name, e.g. `file`. */
+  kind: string
+  /** One line a person can act on: what is loaded, or why the store is not ready. */
+  detail: string
+  devices?: number
+  /** ISO time of the data now served. */
+  loadedAt?: string
+  /** The last reload that failed after the data now served was loaded (the old data stays in use). */
+  lastReloadError?: { message: string, at: string }
+}
+
+/**
+ * A source of device secrets. Methods are async; a missing device is `undefined`, not an error.
+ * A backend that cannot answer throws AppError STORE_UNAVAILABLE. Stores hold no business rules:
+ * whether a disabled device may sign is the route's decision.
+ */
+export interface DeviceStore {
+  readonly kind: string
+  findDevice (productKey: string, deviceKey: string): Promise<Device | undefined>
+  checkHealth (): Promise<StoreHealth>
+  /** Re-reads the source (SIGHUP). A failed reload keeps the old data and is reported by checkHealth. */
+  reload? (): Promise<void>
+  close (): Promise<void>
+}
+
+/** The lookup key for a device: the same `deviceKey&productKey` form as mqttUsername (`&` is in neither key). */
+export function deviceId (productKey: string, deviceKey: string): string {
+  return `${deviceKey}&${productKey}`
+}

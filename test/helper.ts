@@ -1,0 +1,71 @@
+// Shared test fixtures: an app on the example store, a log sink that parses real pino output, fake stores.
+import { Writable } from 'node:stream'
+import type { FastifyInstance } from 'fastify'
+import { buildApp, type AppDeps } from '../src/app.js'
+import { EXAMPLE_STORE_FILE, loadConfig, type Config } from '../src/config.js'
+import { AppError } from '../src/errors.js'
+import type { DeviceStore } from '../src/store/store.js'
+
+/** The worked example of ENOS-SIGNING.md, which examples/devices.json holds. */
+export const EXAMPLE = {
+  productKey: '123',
+  deviceKey: 'test',
+  deviceSecret: 'deviceSecret',
+  clientId: '123',
+  timestamp: '1524448722000'
+} as const
+
+export const EXAMPLE_PASSWORDS = {
+  hmacsha1: '093A032F713517CAE55622C75C1D5219ED618729',
+  sha256: 'FBAEF7F86269C0E3482A3FFB19F45437FFE40197C42B8BDD21C5A0D0DB4558DD',
+  md5: 'F2A3E21461955B5C7DD552B6B12464DD'
+} as const
+
+/** The secrets of examples/devices.json, which must never appear in a log line. */
+export const EXAMPLE_SECRETS = ['deviceSecret', '5eCr3tF0rB0iLer0001aBcDeFgHiJkL', '5eCr3tF0rB0iLer0002aBcDeFgHiJkL', '5eCr3tF0rB0iLer0003aBcDeFgHiJkL']
+
+/** A fixed clock for tests: 2018-04-23T01:58:42Z, the worked example's timestamp. */
+export const FIXED_NOW = 1524448722000
+
+interface Teardown { teardown: (fn: () => unknown) => void }
+
+export function testConfig (env: Record<string, string> = {}): Readonly<Config> {
+  return loadConfig({ LOG_LEVEL: 'silent', STORE_FILE: EXAMPLE_STORE_FILE, STORE_WATCH: 'false', ...env })
+}
+
+/** An app on the example store (or deps.store), ready, closed when the test ends. */
+export async function buildTestApp (t: Teardown, env: Record<string, string> = {}, deps: AppDeps = {}): Promise<FastifyInstance> {
+  const app = await buildApp(testConfig(env), { clock: () => FIXED_NOW, ...deps })
+  t.teardown(() => app.close())
+  await app.ready()
+  return app
+}
+
+/** A pino destination that keeps every line, parsed, so tests can read what was really logged. */
+export function createLogSink (): { stream: Writable, raw: () => string, lines: () => Array<Record<string, unknown>> } {
+  const chunks: string[] = []
+  const stream = new Writable({
+    write (chunk: Buffer, _encoding, done) {
+      chunks.push(chunk.toString())
+      done()
+    }
+  })
+  const raw = (): string => chunks.join('')
+  const lines = (): Array<Record<string, unknown>> =>
+    raw().split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as Record<string, unknown>)
+  return { stream, raw, lines }
+}
+
+/** A store whose backend is down: every call fails as a real adapter would report it. */
+export function unavailableStore (): DeviceStore {
+  const down = (): never => {
+    throw new AppError('STORE_UNAVAILABLE', 'the device store is not reachable; retry shortly', { retryAfter: 5 })
+  }
+  return { kind: 'fake', findDevice: async () => down(), checkHealth: async () => down(), close: async () => {} }
+}
+
+/** A store with a bug: it throws a plain Error carrying internals that must not reach the client. */
+export function brokenStore (): DeviceStore {
+  const boom = (): never => { throw new Error('connection string postgres://admin:hunter2@db leaked?') }
+  return { kind: 'fake', findDevice: async () => boom(), checkHealth: async () => boom(), close: async () => {} }
+}
