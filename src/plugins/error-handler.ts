@@ -1,6 +1,6 @@
 // The only place errors become HTTP responses: every error body has the same shape and a stable code.
 import { STATUS_CODES } from 'node:http'
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import fp from 'fastify-plugin'
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod'
 import { AppError, isAppError, type ErrorDetail } from '../errors.js'
@@ -29,10 +29,7 @@ const FASTIFY_ERRORS: Record<string, (err: FastifyError) => AppError> = {
 export function toAppError (err: FastifyError | Error): AppError {
   if (isAppError(err)) return err
   if (hasZodFastifySchemaValidationErrors(err)) {
-    const details = err.validation.map((issue) => ({
-      path: issue.instancePath.split('/').filter(Boolean).join('.'),
-      message: issue.message ?? 'is invalid'
-    }))
+    const details = err.validation.flatMap(toDetails)
     const summary = details.map(({ path, message }) => path === '' ? message : `${path}: ${message}`).join('; ')
     return new AppError('VALIDATION_FAILED', `invalid request ${err.validationContext ?? 'body'}: ${summary}`, { details })
   }
@@ -46,6 +43,16 @@ export function toAppError (err: FastifyError | Error): AppError {
     return new AppError('BAD_REQUEST', err.message, { status })
   }
   return new AppError('INTERNAL', 'internal error; the request id in the logs tells what happened', { cause: err })
+}
+
+/** One detail per field; zod reports all unknown fields in one issue at the parent's path. */
+function toDetails (issue: FastifySchemaValidationError): ErrorDetail[] {
+  const path = issue.instancePath.split('/').filter(Boolean).join('.')
+  const unknown = issue.keyword === 'unrecognized_keys' ? issue.params.keys : undefined
+  if (Array.isArray(unknown)) {
+    return unknown.map((key) => ({ path: path === '' ? String(key) : `${path}.${String(key)}`, message: 'is not a known field' }))
+  }
+  return [{ path, message: issue.message ?? 'is invalid' }]
 }
 
 export function toErrorBody (err: AppError): ErrorBody {

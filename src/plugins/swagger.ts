@@ -5,6 +5,36 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod'
 
+/** The part of an OpenAPI 3 document the pruning reads; this service emits no Swagger 2 documents. */
+interface OpenApiLike {
+  paths?: unknown
+  components?: { schemas?: Record<string, unknown> }
+}
+
+/**
+ * The zod provider emits an input and an output variant of every registered schema; drop the
+ * ones no path refers to, so generated clients do not get duplicate types.
+ */
+export function pruneUnusedSchemas<T extends object> (spec: T): T {
+  const { paths, components } = spec as OpenApiLike
+  const schemas: Record<string, unknown> = { ...components?.schemas }
+  const used = new Set<string>()
+  const visit = (node: unknown): void => {
+    if (typeof node !== 'object' || node === null) return
+    for (const [key, value] of Object.entries(node)) {
+      const name = key === '$ref' && typeof value === 'string' ? value.replace('#/components/schemas/', '') : undefined
+      if (name === undefined) visit(value)
+      else if (!used.has(name)) {
+        used.add(name)
+        visit(schemas[name])
+      }
+    }
+  }
+  visit(paths)
+  const kept = Object.fromEntries(Object.entries(schemas).filter(([name]) => used.has(name)))
+  return { ...spec, components: { ...components, schemas: kept } }
+}
+
 async function swaggerPlugin (app: FastifyInstance, opts: { version: string }): Promise<void> {
   await app.register(swagger, {
     openapi: {
@@ -20,7 +50,7 @@ async function swaggerPlugin (app: FastifyInstance, opts: { version: string }): 
       ]
     },
     transform: jsonSchemaTransform,
-    transformObject: jsonSchemaTransformObject
+    transformObject: (doc) => pruneUnusedSchemas(jsonSchemaTransformObject(doc))
   })
   await app.register(swaggerUi, { routePrefix: '/docs', logLevel: 'warn' })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())

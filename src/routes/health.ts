@@ -46,7 +46,10 @@ const healthRoutes: FastifyPluginAsyncZod = async (app) => {
       const detail = isAppError(err) ? err.message : 'the store did not answer its health check'
       store = { ok: false, kind: app.store.kind, detail }
     }
-    if (!store.ok) reply.code(503).header('retry-after', '5')
+    if (!store.ok) {
+      request.outcome = 'STORE_UNAVAILABLE'
+      reply.code(503).header('retry-after', '5')
+    }
     return { status: store.ok ? 'ready' as const : 'unavailable' as const, store }
   })
 }

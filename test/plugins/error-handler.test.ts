@@ -1,0 +1,78 @@
+import t from 'tap'
+import { ERROR_STATUS } from '../../src/errors.js'
+import { toAppError } from '../../src/plugins/error-handler.js'
+import { buildTestApp } from '../helper.js'
+
+const json = { 'content-type': 'application/json' }
+
+t.test('malformed JSON -> 400 MALFORMED_JSON', async (t) => {
+  const app = await buildTestApp(t)
+  const res = await app.inject({ method: 'POST', url: '/sign', headers: json, payload: '{"productKey": "123",' })
+  t.equal(res.statusCode, 400)
+  t.match(res.json(), { statusCode: 400, code: 'MALFORMED_JSON', error: 'Bad Request', message: /not valid JSON/ })
+})
+
+t.test('an empty JSON body -> 400 MALFORMED_JSON', async (t) => {
+  const app = await buildTestApp(t)
+  const res = await app.inject({ method: 'POST', url: '/sign', headers: json, payload: '' })
+  t.match(res.json(), { statusCode: 400, code: 'MALFORMED_JSON', message: /empty/ })
+})
+
+t.test('a __proto__ key (prototype poisoning) -> 400, not a 500', async (t) => {
+  const app = await buildTestApp(t)
+  const res = await app.inject({ method: 'POST', url: '/sign', headers: json, payload: '{"productKey":"123","deviceKey":"test","__proto__":{"x":1}}' })
+  t.equal(res.statusCode, 400)
+  t.equal(res.json().code, 'MALFORMED_JSON')
+})
+
+t.test('a non-JSON body -> 415 UNSUPPORTED_MEDIA_TYPE', async (t) => {
+  const app = await buildTestApp(t)
+  for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'application/xml']) {
+    const res = await app.inject({ method: 'POST', url: '/sign', headers: { 'content-type': type }, payload: 'productKey=123&deviceKey=test' })
+    t.equal(res.statusCode, 415, type)
+    t.match(res.json(), { statusCode: 415, code: 'UNSUPPORTED_MEDIA_TYPE', error: 'Unsupported Media Type', message: /application\/json/ }, type)
+  }
+})
+
+t.test('a body over BODY_LIMIT -> 413 PAYLOAD_TOO_LARGE', async (t) => {
+  const app = await buildTestApp(t, { BODY_LIMIT: '1024' })
+  const res = await app.inject({ method: 'POST', url: '/sign', headers: json, payload: JSON.stringify({ productKey: '123', deviceKey: 'test', pad: 'x'.repeat(2000) }) })
+  t.equal(res.statusCode, 413)
+  t.match(res.json(), { statusCode: 413, code: 'PAYLOAD_TOO_LARGE', error: 'Payload Too Large', message: /BODY_LIMIT/ })
+})
+
+t.test('an unknown route -> 404 ROUTE_NOT_FOUND in the same error shape', async (t) => {
+  const app = await buildTestApp(t)
+  const res = await app.inject({ method: 'GET', url: '/sign' })
+  t.equal(res.statusCode, 404)
+  t.same(res.json(), { statusCode: 404, code: 'ROUTE_NOT_FOUND', error: 'Not Found', message: 'no route GET /sign; see /docs' })
+})
+
+t.test('a malformed URL -> 400 BAD_REQUEST', async (t) => {
+  const app = await buildTestApp(t)
+  const res = await app.inject({ method: 'GET', url: '/%zz' })
+  t.equal(res.statusCode, 400)
+  t.match(res.json(), { statusCode: 400, code: 'BAD_REQUEST', error: 'Bad Request' })
+})
+
+t.test('another client error of the HTTP layer keeps its 4xx status under BAD_REQUEST', async (t) => {
+  const err = Object.assign(new Error('Request body size did not match Content-Length'), { statusCode: 400, code: 'FST_ERR_CTP_INVALID_CONTENT_LENGTH' })
+  t.match(toAppError(err), { code: 'BAD_REQUEST', statusCode: 400, message: /Content-Length/ })
+  const timeout = Object.assign(new Error('Request Timeout'), { statusCode: 408 })
+  t.match(toAppError(timeout), { code: 'BAD_REQUEST', statusCode: 408 })
+})
+
+t.test('a non-client error becomes INTERNAL and keeps the original only as its cause', async (t) => {
+  const cause = Object.assign(new Error('socket hang up at db:5432'), { statusCode: 502 })
+  const mapped = toAppError(cause)
+  t.match(mapped, { code: 'INTERNAL', statusCode: 500 })
+  t.notMatch(mapped.message, /db:5432/)
+  t.equal(mapped.cause, cause)
+})
+
+t.test('the error table maps every code to a 4xx or 5xx', async (t) => {
+  for (const [code, status] of Object.entries(ERROR_STATUS)) {
+    t.ok(status >= 400 && status < 600, code)
+    t.match(code, /^[A-Z][A-Z_]+$/, `${code} is UPPER_SNAKE`)
+  }
+})

@@ -1,0 +1,94 @@
+import t from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { ERROR_STATUS } from '../../src/errors.js'
+import { genReqId } from '../../src/plugins/request-log.js'
+import { EXAMPLE, EXAMPLE_SECRETS, brokenStore, buildTestApp, createLogSink, unavailableStore } from '../helper.js'
+
+const json = { 'content-type': 'application/json' }
+const example = { productKey: EXAMPLE.productKey, deviceKey: EXAMPLE.deviceKey }
+
+/** One request of every kind the API answers: successes and every error code. */
+async function driveEverything (app: FastifyInstance, down: FastifyInstance, broken: FastifyInstance): Promise<string[]> {
+  const passwords: string[] = []
+  for (const signMethod of ['hmacsha1', 'sha256', 'md5']) {
+    const res = await app.inject({ method: 'POST', url: '/sign', payload: { ...example, signMethod } })
+    passwords.push(res.json().mqttPassword)
+  }
+  const res = await app.inject({ method: 'POST', url: '/sign', payload: { productKey: 'Ab12Cd34', deviceKey: 'boiler-0001' } })
+  passwords.push(res.json().mqttPassword)
+  await app.inject({ method: 'POST', url: '/sign', payload: { ...example, deviceSecret: 'deviceSecret' } })
+  await app.inject({ method: 'POST', url: '/sign', payload: { ...example, signMethod: 'sha512' } })
+  await app.inject({ method: 'POST', url: '/sign', headers: json, payload: '{"deviceSecret": "deviceSecret",' })
+  await app.inject({ method: 'GET', url: '/%zz' })
+  await app.inject({ method: 'POST', url: '/sign', payload: { productKey: 'Ab12Cd34', deviceKey: 'retired-0003' } })
+  await app.inject({ method: 'POST', url: '/sign', payload: { productKey: '123', deviceKey: 'ghost' } })
+  await app.inject({ method: 'GET', url: '/nowhere' })
+  await app.inject({ method: 'POST', url: '/sign', headers: json, payload: JSON.stringify({ ...example, pad: 'deviceSecret'.repeat(200) }) })
+  await app.inject({ method: 'POST', url: '/sign', headers: { 'content-type': 'text/plain' }, payload: 'deviceSecret' })
+  await app.inject({ method: 'GET', url: '/healthz' })
+  await app.inject({ method: 'GET', url: '/readyz' })
+  await broken.inject({ method: 'POST', url: '/sign', payload: example })
+  await broken.inject({ method: 'GET', url: '/readyz' })
+  await down.inject({ method: 'POST', url: '/sign', payload: example })
+  return passwords
+}
+
+t.test('every request, success or error, writes exactly one log line, and no secret reaches the logs', async (t) => {
+  const sink = createLogSink()
+  const deps = { logStream: sink.stream }
+  const env = { LOG_LEVEL: 'trace', BODY_LIMIT: '1024' }
+  const app = await buildTestApp(t, env, deps)
+  const down = await buildTestApp(t, env, { ...deps, store: unavailableStore() })
+  const broken = await buildTestApp(t, env, { ...deps, store: brokenStore() })
+  const passwords = await driveEverything(app, down, broken)
+
+  const lines = sink.lines()
+  const completed = lines.filter((line) => line.msg === 'request completed')
+  t.equal(completed.length, 18, 'one line per request', { lines: completed.map((l) => `${String(l.route)} ${String(l.outcome)}`) })
+  t.same(new Set(completed.map((line) => line.reqId)).size, 18, 'each with its own request id')
+  const outcomes = new Set(completed.map((line) => line.outcome))
+  for (const code of Object.keys(ERROR_STATUS)) t.ok(outcomes.has(code), `${code} was reached through HTTP and logged`)
+  t.ok(outcomes.has('signed'))
+
+  t.equal(passwords.length, 4)
+  const raw = sink.raw()
+  for (const secret of [...EXAMPLE_SECRETS, ...passwords]) {
+    t.equal(raw.includes(secret.slice(0, 12)), false, `no trace of ${secret.slice(0, 4)}… in ${lines.length} log lines`)
+  }
+  t.notMatch(raw, /"(deviceSecret|mqttPassword)"\s*:\s*"(?!\[redacted\])/, 'no field named like a secret with a value')
+})
+
+t.test('a completion line carries route, status, duration, device and outcome', async (t) => {
+  const sink = createLogSink()
+  const app = await buildTestApp(t, { LOG_LEVEL: 'info' }, { logStream: sink.stream })
+  await app.inject({ method: 'POST', url: '/sign', headers: { 'x-request-id': 'boot-42' }, payload: example })
+  const [line] = sink.lines().filter((l) => l.msg === 'request completed')
+  t.match(line, {
+    level: 30,
+    reqId: 'boot-42',
+    method: 'POST',
+    route: '/sign',
+    statusCode: 200,
+    durationMs: Number,
+    productKey: '123',
+    deviceKey: 'test',
+    outcome: 'signed'
+  })
+})
+
+t.test('a failing request is also logged at error level with its real cause', async (t) => {
+  const sink = createLogSink()
+  const app = await buildTestApp(t, { LOG_LEVEL: 'info' }, { logStream: sink.stream, store: brokenStore() })
+  await app.inject({ method: 'POST', url: '/sign', payload: example })
+  const errorLine = sink.lines().find((l) => l.level === 50)
+  t.match(errorLine, { msg: 'request failed', err: { type: 'Error', message: /connection string/ } })
+})
+
+t.test('X-Request-Id is taken when it is a plain token and echoed back; otherwise a UUID', async (t) => {
+  const app = await buildTestApp(t)
+  const given = await app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'abc-123' } })
+  t.equal(given.headers['x-request-id'], 'abc-123')
+  const bad = await app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'a b\u0000' } })
+  t.match(bad.headers['x-request-id'], /^[0-9a-f-]{36}$/)
+  t.match(genReqId({ headers: {} } as never), /^[0-9a-f-]{36}$/)
+})

@@ -1,0 +1,51 @@
+import t from 'tap'
+import { brokenStore, buildTestApp, unavailableStore } from '../helper.js'
+
+t.test('GET /healthz -> 200 ok', async (t) => {
+  const app = await buildTestApp(t)
+  const res = await app.inject({ method: 'GET', url: '/healthz' })
+  t.equal(res.statusCode, 200)
+  t.same(res.json(), { status: 'ok' })
+})
+
+t.test('GET /readyz – store loaded -> 200 with what is served', async (t) => {
+  const app = await buildTestApp(t)
+  const res = await app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(res.statusCode, 200)
+  t.match(res.json(), { status: 'ready', store: { ok: true, kind: 'file', devices: 4, detail: /4 devices from .*devices\.json/, loadedAt: String } })
+  t.notMatch(res.body, /deviceSecret|5eCr3t/)
+})
+
+t.test('GET /readyz – store down -> 503 with the reason and Retry-After', async (t) => {
+  const app = await buildTestApp(t, {}, { store: unavailableStore() })
+  const res = await app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(res.statusCode, 503)
+  t.equal(res.headers['retry-after'], '5')
+  t.same(res.json(), { status: 'unavailable', store: { ok: false, kind: 'fake', detail: 'the device store is not reachable; retry shortly' } })
+})
+
+t.test('GET /readyz – a store failing unexpectedly -> 503 without its internals', async (t) => {
+  const app = await buildTestApp(t, {}, { store: brokenStore() })
+  const res = await app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(res.statusCode, 503)
+  t.equal(res.json().store.detail, 'the store did not answer its health check')
+  t.notMatch(res.body, /hunter2/)
+})
+
+t.test('GET /readyz – a store that reports itself not ok -> 503', async (t) => {
+  const store = unavailableStore()
+  store.checkHealth = async () => ({ ok: false, kind: 'fake', detail: 'warming up' })
+  const app = await buildTestApp(t, {}, { store })
+  const res = await app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(res.statusCode, 503)
+  t.match(res.json(), { status: 'unavailable', store: { detail: 'warming up' } })
+})
+
+t.test('the app closes the store it was given', async (t) => {
+  let closed = 0
+  const store = unavailableStore()
+  store.close = async () => { closed++ }
+  const app = await buildTestApp(t, {}, { store })
+  await app.close()
+  t.equal(closed, 1)
+})
