@@ -48,7 +48,7 @@ export const envSchema = z.object({
   REQUEST_TIMEOUT_MS: millis(10_000).describe('Time a client has to send a whole request.'),
   KEEP_ALIVE_TIMEOUT_MS: millis(72_000).describe('How long an idle keep-alive connection stays open.'),
   SHUTDOWN_TIMEOUT_MS: millis(10_000)
-    .describe('On SIGTERM/SIGINT, how long in-flight requests get to finish before the process exits anyway.')
+    .describe('On SIGTERM/SIGINT, how long in-flight requests get to finish before their connections are cut and the process exits.')
 })
 
 export interface Config {

@@ -4,28 +4,40 @@ import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
 import { DeviceFileError } from './store/device-file.js'
 
+/** Extra time after SHUTDOWN_TIMEOUT_MS before close-with-grace gives up and exits 1. */
+const LAST_RESORT_MS = 2000
+
 async function main (): Promise<void> {
   const config = loadConfig(process.env)
   const app = await buildApp(config)
-  closeWithGrace({ delay: config.shutdownTimeoutMs, logger: app.log }, async ({ signal, err }) => {
-    if (err !== undefined) app.log.error({ err }, 'shutting down after an error')
-    else app.log.info({ signal }, 'shutting down')
+  // SIGHUP means "reload the store" here, not "stop": keep it away from close-with-grace.
+  closeWithGrace({ delay: config.shutdownTimeoutMs + LAST_RESORT_MS, logger: app.log, skip: ['SIGHUP'] }, async ({ signal, err }) => {
+    /* c8 ignore next 2 -- reached only through an uncaught exception, i.e. a bug; no request can cause one */
+    if (err !== undefined) app.log.error({ err }, 'shutting down after an uncaught error')
+    else app.log.info({ signal }, 'shutting down: no new connections, finishing in-flight requests')
+    // In-flight requests get SHUTDOWN_TIMEOUT_MS; then their connections are cut so the exit stays bounded.
+    const cut = setTimeout(() => {
+      app.log.warn({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown timeout: closing the remaining connections')
+      app.server.closeAllConnections()
+    }, config.shutdownTimeoutMs)
     await app.close()
+    clearTimeout(cut)
+    app.log.info('stopped')
   })
   // reload() reports its own failures (log line, /readyz) and never rejects.
-  process.on('SIGHUP', () => { app.store.reload?.().catch(() => {}) })
+  process.on('SIGHUP', () => { app.store.reload?.() })
   await app.listen({ port: config.port, host: config.host })
 }
 
 main().catch((err: unknown) => {
-  // A bad configuration or device file: one message naming every problem, no stack, exit 1.
+  // A bad configuration or device file: one message naming every problem, no stack trace, exit 1.
   const code = (err as NodeJS.ErrnoException).code
   if (err instanceof ConfigError || err instanceof DeviceFileError) {
     process.stderr.write(`enos-mqtt-signer: ${err.message}\n`)
   } else if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
-    process.stderr.write(`enos-mqtt-signer: cannot listen (${code}): ${(err as Error).message}; check HOST and PORT\n`)
+    process.stderr.write(`enos-mqtt-signer: cannot listen (${code}); check HOST and PORT\n`)
   } else {
-    process.stderr.write(`enos-mqtt-signer: failed to start: ${String((err as Error)?.stack ?? err)}\n`)
+    process.stderr.write(`enos-mqtt-signer: failed to start: ${String((err as Error).stack)}\n`)
   }
   process.exit(1)
 })

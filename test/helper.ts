@@ -27,7 +27,7 @@ export const EXAMPLE_SECRETS = ['deviceSecret', '5eCr3tF0rB0iLer0001aBcDeFgHiJkL
 /** A fixed clock for tests: 2018-04-23T01:58:42Z, the worked example's timestamp. */
 export const FIXED_NOW = 1524448722000
 
-interface Teardown { teardown: (fn: () => unknown) => void }
+export interface Teardown { teardown: (fn: () => unknown) => void }
 
 export function testConfig (env: Record<string, string> = {}): Readonly<Config> {
   return loadConfig({ LOG_LEVEL: 'silent', STORE_FILE: EXAMPLE_STORE_FILE, STORE_WATCH: 'false', ...env })

@@ -144,6 +144,8 @@ export function parseCredentials (presented: PresentedCredentials): ParseResult<
   return { ok: true, value: { ...client.value, ...user.value } }
 }
 
+const HEX_PATTERN = /^[0-9A-Fa-f]+$/
+
 /**
  * Checks a presented CONNECT triple against the device's secret, as a broker would. The hex is
  * compared without regard to case (the Java and Python SDKs send lower-case) and in constant
@@ -157,7 +159,8 @@ export function verifyCredentials (presented: PresentedCredentials, deviceSecret
   const content = buildSignContent({ clientId, deviceKey, productKey, timestamp })
   const expected = Buffer.from(computePassword(content, deviceSecret, signMethod))
   const actual = Buffer.from(presented.mqttPassword.toUpperCase())
-  if (actual.length !== expected.length || !timingSafeEqual(actual, expected)) {
+  // Insist on ASCII hex first: toUpperCase() also turns U+FB00 (the "ff" ligature) into "FF".
+  if (!HEX_PATTERN.test(presented.mqttPassword) || actual.length !== expected.length || !timingSafeEqual(actual, expected)) {
     return fail('mqttPassword does not match')
   }
   return parsed

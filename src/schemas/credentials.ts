@@ -4,16 +4,18 @@ import { CLIENT_ID_PATTERN, CLIENT_ID_RULE, KEY_PATTERN, KEY_RULE, TIMESTAMP_PAT
 import { SECURE_MODE } from '../core/credentials.js'
 import { SIGN_METHOD_NAMES } from '../core/sign-method.js'
 
-const key = (what: string) => z.string().regex(KEY_PATTERN, `must be ${KEY_RULE}`).describe(what)
+/** A string field: a missing one "is required", a wrong JSON type gets the field's rule in its message. */
+const text = (rule: string) => z.string({ error: (issue) => issue.input === undefined ? 'is required' : `must be a string: ${rule}` })
+const key = (what: string) => text(KEY_RULE).regex(KEY_PATTERN, `must be ${KEY_RULE}`).describe(what)
 
 export const signRequestSchema = z.strictObject({
   productKey: key('The product the device belongs to.').meta({ examples: ['123'] }),
   deviceKey: key('The device, unique within its product.').meta({ examples: ['test'] }),
-  clientId: z.string().regex(CLIENT_ID_PATTERN, `must be ${CLIENT_ID_RULE}`).optional()
+  clientId: text(CLIENT_ID_RULE).regex(CLIENT_ID_PATTERN, `must be ${CLIENT_ID_RULE}`).optional()
     .describe('MQTT client id (MAC address or serial number). Default: the deviceKey, as the official SDKs do.'),
-  timestamp: z.string().regex(TIMESTAMP_PATTERN, `must be ${TIMESTAMP_RULE}`).optional()
+  timestamp: text(`${TIMESTAMP_RULE}, e.g. "1524448722000"`).regex(TIMESTAMP_PATTERN, `must be ${TIMESTAMP_RULE}`).optional()
     .describe("Epoch milliseconds as a string. Default: the service's clock.").meta({ examples: ['1524448722000'] }),
-  signMethod: z.string().max(32, 'must be at most 32 characters').optional()
+  signMethod: text('a sign method name').max(32, 'must be at most 32 characters').optional()
     .describe(`One of ${SIGN_METHOD_NAMES.join(', ')}, case-insensitive. Default: SIGN_METHOD.`)
 }).meta({ id: 'SignRequest' })
 

@@ -47,8 +47,10 @@ export function parseDeviceFile (text: string, format: DeviceFileFormat): Map<st
     where.set(id, place)
     index.set(id, device)
   }
-  if (format === 'csv') readCsv(text, add, problems)
-  else readJson(text, add, problems)
+  // Windows editors may start a UTF-8 file with a BOM; readFile keeps it and JSON.parse rejects it.
+  const body = text.replace(/^\uFEFF/, '')
+  if (format === 'csv') readCsv(body, add, problems)
+  else readJson(body, add, problems)
   if (problems.length > 0) throw new DeviceFileError(problems)
   return index
 }
@@ -89,7 +91,7 @@ function readJson (text: string, add: AddDevice, problems: string[]): void {
 }
 
 function readCsv (text: string, add: AddDevice, problems: string[]): void {
-  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/)
+  const lines = text.split(/\r?\n/)
   const header = splitCsvLine(lines[0] ?? '')?.map((name) => name.trim()) ?? []
   const columns = header.join(',')
   if (columns !== CSV_HEADERS[0] && columns !== CSV_HEADERS[1]) {

@@ -165,3 +165,12 @@ t.test('POST /sign – an unexpected failure -> 500 INTERNAL that reveals nothin
   t.match(res.json(), { code: 'INTERNAL', error: 'Internal Server Error' })
   t.notMatch(res.body, /postgres|hunter2|leaked|stack/)
 })
+
+t.test('POST /sign – validation messages say what to send', async (t) => {
+  const app = await buildTestApp(t)
+  const res = await app.inject({ method: 'POST', url: '/sign', payload: { deviceKey: 'test', timestamp: 1524448722000 } })
+  t.same(res.json().details, [
+    { path: 'productKey', message: 'is required' },
+    { path: 'timestamp', message: 'must be a string: epoch milliseconds as a string of 1-20 digits, e.g. "1524448722000"' }
+  ])
+})
