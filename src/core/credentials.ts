@@ -1,7 +1,7 @@
 // The EnOS MQTT CONNECT signing contract (ENOS-SIGNING.md): sign, parse back and verify. Pure: no I/O, no clock.
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { isValidClientId, isValidKey, isValidTimestamp } from './fields.js'
-import { SIGN_METHODS, normalizeSignMethod, type SignMethod } from './sign-method.js'
+import { SIGN_METHODS, isSignMethod, type SignMethod } from './sign-method.js'
 
 /** Secure mode 2 is EnOS "static activation": the secret is the device's own deviceSecret. */
 export const SECURE_MODE = 2
@@ -104,9 +104,11 @@ export function parseMqttClientId (mqttClientId: string): ParseResult<ParsedClie
     found.set(name, pair.slice(eq + 1))
   }
   const secureMode = found.get('securemode') ?? ''
-  const signMethod = normalizeSignMethod(found.get('signmethod') ?? '')
+  // Case-insensitive like the broker, but not trimmed: a CONNECT never has spaces in it.
+  const methodName = (found.get('signmethod') ?? '').toLowerCase()
+  const signMethod = isSignMethod(methodName) ? methodName : undefined
   const timestamp = found.get('timestamp') ?? ''
-  if (!/^[0-9]{1,3}$/.test(secureMode)) return fail('mqttClientId needs securemode=<number>')
+  if (!/^[0-9]$/.test(secureMode)) return fail('mqttClientId needs securemode=<digit>')
   if (signMethod === undefined) return fail('mqttClientId needs a supported signmethod')
   if (!isValidTimestamp(timestamp)) return fail('mqttClientId needs timestamp=<epoch ms>')
   return { ok: true, value: { clientId, secureMode: Number(secureMode), signMethod, timestamp } }

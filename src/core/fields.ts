@@ -12,7 +12,7 @@ export const MAX_SECRET_LENGTH = 256
 export const KEY_RULE = '1-64 characters from A-Z a-z 0-9 _ . : % -'
 export const CLIENT_ID_RULE = '1-64 printable ASCII characters, without |'
 export const TIMESTAMP_RULE = 'epoch milliseconds as a string of 1-20 digits'
-export const SECRET_RULE = `a non-empty string of at most ${MAX_SECRET_LENGTH} characters`
+export const SECRET_RULE = `a non-empty string of at most ${MAX_SECRET_LENGTH} characters (well-formed Unicode)`
 
 export function isValidKey (value: string): boolean {
   return KEY_PATTERN.test(value)
@@ -26,6 +26,10 @@ export function isValidTimestamp (value: string): boolean {
   return TIMESTAMP_PATTERN.test(value)
 }
 
+/** With the u flag only unpaired surrogates match (a pair is read as one code point). */
+const LONE_SURROGATE = /\p{Surrogate}/u
+
+/** Lone surrogates are refused: UTF-8 encoding would turn different secrets into the same bytes. */
 export function isValidSecret (value: string): boolean {
-  return value.length > 0 && value.length <= MAX_SECRET_LENGTH
+  return value.length > 0 && value.length <= MAX_SECRET_LENGTH && !LONE_SURROGATE.test(value)
 }

@@ -92,7 +92,8 @@ function readJson (text: string, add: AddDevice, problems: string[]): void {
 
 function readCsv (text: string, add: AddDevice, problems: string[]): void {
   const lines = text.split(/\r?\n/)
-  const header = splitCsvLine(lines[0] ?? '')?.map((name) => name.trim()) ?? []
+  // split() always returns at least one element, so lines[0] exists.
+  const header = splitCsvLine(lines[0] as string)?.map((name) => name.trim()) ?? []
   const columns = header.join(',')
   if (columns !== CSV_HEADERS[0] && columns !== CSV_HEADERS[1]) {
     problems.push(`line 1: the header must be ${CSV_HEADERS.join(' or ')}`)
@@ -115,7 +116,7 @@ function readCsv (text: string, add: AddDevice, problems: string[]): void {
     checkKey(place, 'deviceKey', deviceKey, problems)
     if (!isValidSecret(deviceSecret)) problems.push(`${place}: deviceSecret must be ${SECRET_RULE}`)
     if (hasEnabled && enabled === undefined) problems.push(`${place}: enabled must be true, false, yes, no, 1, 0 or empty`)
-    if (problems.length === before) add(place, { productKey, deviceKey, deviceSecret, enabled: enabled ?? true })
+    if (problems.length === before) add(place, { productKey, deviceKey, deviceSecret, enabled: enabled !== false })
   }
 }
 

@@ -43,13 +43,14 @@ export async function createFileStore (options: FileStoreOptions): Promise<FileS
       loadedAt = new Date()
       lastReloadError = undefined
       log.info({ path, devices: index.size }, 'device store reloaded')
-      onReload?.()
     } catch (err) {
       const error = err as Error
       lastReloadError = { message: error.message, at: new Date().toISOString() }
       log.error({ path, problem: error.message }, 'device store reload failed; still serving the previous version')
       onReload?.(error)
+      return
     }
+    onReload?.()
   }
 
   function reload (): Promise<void> {
