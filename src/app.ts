@@ -1,7 +1,7 @@
 // buildApp: the whole HTTP service as a Fastify instance. Never listens, never reads process.env.
 import { readFileSync } from 'node:fs'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
+import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import type { DestinationStream } from 'pino'
 import type { Config } from './config.js'
 import errorHandler, { sendError } from './plugins/error-handler.js'
@@ -11,6 +11,7 @@ import swagger from './plugins/swagger.js'
 import healthRoutes from './routes/health.js'
 import signRoute from './routes/sign.js'
 import type { Broker } from './schemas/credentials.js'
+import { serializerCompiler } from './schemas/serializer.js'
 import type { DeviceStore } from './store/store.js'
 
 export interface AppDeps {

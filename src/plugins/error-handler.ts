@@ -31,7 +31,8 @@ export function toAppError (err: FastifyError | Error): AppError {
   if (hasZodFastifySchemaValidationErrors(err)) {
     const details = err.validation.flatMap(toDetails)
     const summary = details.map(({ path, message }) => path === '' ? message : `${path}: ${message}`).join('; ')
-    return new AppError('VALIDATION_FAILED', `invalid request ${err.validationContext ?? 'body'}: ${summary}`, { details })
+    // Fastify sets validationContext (body, querystring, ...) on every validation error.
+    return new AppError('VALIDATION_FAILED', `invalid request ${String(err.validationContext)}: ${summary}`, { details })
   }
   const code = 'code' in err ? err.code : undefined
   const known = code === undefined ? undefined : FASTIFY_ERRORS[code]
@@ -52,7 +53,7 @@ function toDetails (issue: FastifySchemaValidationError): ErrorDetail[] {
   if (Array.isArray(unknown)) {
     return unknown.map((key) => ({ path: path === '' ? String(key) : `${path}.${String(key)}`, message: 'is not a known field' }))
   }
-  return [{ path, message: issue.message ?? 'is invalid' }]
+  return [{ path, message: String(issue.message) }]
 }
 
 export function toErrorBody (err: AppError): ErrorBody {

@@ -1,4 +1,5 @@
 // Parses a device file (JSON or CSV) into an index of devices, naming every bad entry or line.
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
 import { KEY_RULE, SECRET_RULE, isValidKey, isValidSecret } from '../core/fields.js'
 import { deviceId, type Device } from './store.js'
 
@@ -28,36 +29,64 @@ export function formatOf (path: string): DeviceFileFormat {
   return path.toLowerCase().endsWith('.csv') ? 'csv' : 'json'
 }
 
+/** How many devices are indexed between two yields to the event loop while a file loads. */
+const YIELD_EVERY = 10_000
+
+/** A duplicate device, described once the place of its first occurrence is known. */
+interface Duplicate { at: number, id: string, device: Device }
+type Problems = Array<string | Duplicate>
+/** A valid device and where it stands: entry index (JSON) or line number (CSV). */
+type Found = [at: number, device: Device]
+
 /**
- * Parses and validates a whole device file.
+ * Parses and validates a whole device file. Indexing yields to the event loop every
+ * YIELD_EVERY devices, so a reload of a large file does not stall the requests being served.
  * @returns devices indexed by {@link deviceId}.
  * @throws DeviceFileError naming each bad entry (`devices[3]`) or line (`line 4`), duplicates included.
  */
-export function parseDeviceFile (text: string, format: DeviceFileFormat): Map<string, Device> {
-  const index = new Map<string, Device>()
-  const where = new Map<string, string>()
-  const problems: string[] = []
-  const add = (place: string, device: Device): void => {
-    const id = deviceId(device.productKey, device.deviceKey)
-    const first = where.get(id)
-    if (first !== undefined) {
-      problems.push(`${place}: duplicate device productKey=${device.productKey} deviceKey=${device.deviceKey} (first at ${first})`)
-      return
-    }
-    where.set(id, place)
-    index.set(id, device)
-  }
+export async function parseDeviceFile (text: string, format: DeviceFileFormat): Promise<Map<string, Device>> {
   // Windows editors may start a UTF-8 file with a BOM; readFile keeps it and JSON.parse rejects it.
   const body = text.replace(/^\uFEFF/, '')
-  if (format === 'csv') readCsv(body, add, problems)
-  else readJson(body, add, problems)
-  if (problems.length > 0) throw new DeviceFileError(problems)
+  const index = new Map<string, Device>()
+  const problems: Problems = []
+  let count = 0
+  for (const [at, device] of readEntries(body, format, problems)) {
+    const id = deviceId(device.productKey, device.deviceKey)
+    if (index.has(id)) problems.push({ at, id, device })
+    else index.set(id, device)
+    if (++count % YIELD_EVERY === 0) await yieldToEventLoop()
+  }
+  if (problems.length > 0) throw new DeviceFileError(describeProblems(body, format, problems))
   return index
 }
 
-type AddDevice = (place: string, device: Device) => void
+function readEntries (text: string, format: DeviceFileFormat, problems: Problems): Generator<Found> {
+  return format === 'csv' ? readCsv(text, problems) : readJson(text, problems)
+}
 
-function readJson (text: string, add: AddDevice, problems: string[]): void {
+function placeOf (format: DeviceFileFormat, at: number): string {
+  return format === 'csv' ? `line ${at}` : `devices[${at}]`
+}
+
+/**
+ * Turns duplicates into messages naming both places. The first places are found by a second
+ * pass, only when a file has duplicates, so loading a good file keeps no place per device.
+ */
+function describeProblems (text: string, format: DeviceFileFormat, problems: Problems): string[] {
+  const first = new Map<string, number>()
+  for (const problem of problems) if (typeof problem !== 'string') first.set(problem.id, -1)
+  if (first.size > 0) {
+    for (const [at, device] of readEntries(text, format, [])) {
+      const id = deviceId(device.productKey, device.deviceKey)
+      if (first.get(id) === -1) first.set(id, at)
+    }
+  }
+  return problems.map((problem) => typeof problem === 'string'
+    ? problem
+    : `${placeOf(format, problem.at)}: duplicate device productKey=${problem.device.productKey} deviceKey=${problem.device.deviceKey} (first at ${placeOf(format, first.get(problem.id) as number)})`)
+}
+
+function * readJson (text: string, problems: Problems): Generator<Found> {
   let doc: unknown
   try {
     doc = JSON.parse(text)
@@ -70,27 +99,28 @@ function readJson (text: string, add: AddDevice, problems: string[]): void {
     problems.push('the file must be a JSON object with a "devices" array')
     return
   }
-  devices.forEach((entry: unknown, i) => {
-    const place = `devices[${i}]`
+  for (let i = 0; i < devices.length; i++) {
+    const entry: unknown = devices[i]
     if (!isRecord(entry)) {
-      problems.push(`${place}: must be an object`)
-      return
+      problems.push(`devices[${i}]: must be an object`)
+      continue
     }
-    const before = problems.length
+    const found: string[] = []
     for (const field of Object.keys(entry)) {
-      if (!JSON_FIELDS.has(field)) problems.push(`${place}: unknown field "${field.slice(0, 40)}"`)
+      if (!JSON_FIELDS.has(field)) found.push(`unknown field "${field.slice(0, 40)}"`)
     }
     const { productKey, deviceKey, deviceSecret, enabled = true } = entry
-    checkKey(place, 'productKey', productKey, problems)
-    checkKey(place, 'deviceKey', deviceKey, problems)
-    if (typeof deviceSecret !== 'string' || !isValidSecret(deviceSecret)) problems.push(`${place}: deviceSecret must be ${SECRET_RULE}`)
-    if (typeof enabled !== 'boolean') problems.push(`${place}: enabled must be true or false`)
-    // The checks above pushed a problem unless every field has its type, so the cast is sound.
-    if (problems.length === before) add(place, { productKey, deviceKey, deviceSecret, enabled } as Device)
-  })
+    checkKey('productKey', productKey, found)
+    checkKey('deviceKey', deviceKey, found)
+    if (typeof deviceSecret !== 'string' || !isValidSecret(deviceSecret)) found.push(`deviceSecret must be ${SECRET_RULE}`)
+    if (typeof enabled !== 'boolean') found.push('enabled must be true or false')
+    // The checks above found a problem unless every field has its type, so the cast is sound.
+    if (found.length === 0) yield [i, { productKey, deviceKey, deviceSecret, enabled } as Device]
+    for (const problem of found) problems.push(`devices[${i}]: ${problem}`)
+  }
 }
 
-function readCsv (text: string, add: AddDevice, problems: string[]): void {
+function * readCsv (text: string, problems: Problems): Generator<Found> {
   const lines = text.split(/\r?\n/)
   // split() always returns at least one element, so lines[0] exists.
   const header = splitCsvLine(lines[0] as string)?.map((name) => name.trim()) ?? []
@@ -103,20 +133,20 @@ function readCsv (text: string, add: AddDevice, problems: string[]): void {
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i] as string
     if (line.trim() === '') continue
-    const place = `line ${i + 1}`
     const fields = splitCsvLine(line)
     if (fields === undefined || fields.length !== header.length) {
-      problems.push(`${place}: expected ${header.length} comma-separated fields`)
+      problems.push(`line ${i + 1}: expected ${header.length} comma-separated fields`)
       continue
     }
     const [productKey = '', deviceKey = '', deviceSecret = '', enabledText = ''] = fields
     const enabled = CSV_BOOLEANS.get(enabledText.trim().toLowerCase())
-    const before = problems.length
-    checkKey(place, 'productKey', productKey, problems)
-    checkKey(place, 'deviceKey', deviceKey, problems)
-    if (!isValidSecret(deviceSecret)) problems.push(`${place}: deviceSecret must be ${SECRET_RULE}`)
-    if (hasEnabled && enabled === undefined) problems.push(`${place}: enabled must be true, false, yes, no, 1, 0 or empty`)
-    if (problems.length === before) add(place, { productKey, deviceKey, deviceSecret, enabled: enabled !== false })
+    const found: string[] = []
+    checkKey('productKey', productKey, found)
+    checkKey('deviceKey', deviceKey, found)
+    if (!isValidSecret(deviceSecret)) found.push(`deviceSecret must be ${SECRET_RULE}`)
+    if (hasEnabled && enabled === undefined) found.push('enabled must be true, false, yes, no, 1, 0 or empty')
+    if (found.length === 0) yield [i + 1, { productKey, deviceKey, deviceSecret, enabled: enabled !== false }]
+    for (const problem of found) problems.push(`line ${i + 1}: ${problem}`)
   }
 }
 
@@ -152,8 +182,8 @@ export function splitCsvLine (line: string): string[] | undefined {
   }
 }
 
-function checkKey (place: string, name: string, value: unknown, problems: string[]): void {
-  if (typeof value !== 'string' || !isValidKey(value)) problems.push(`${place}: ${name} must be ${KEY_RULE}`)
+function checkKey (name: string, value: unknown, found: string[]): void {
+  if (typeof value !== 'string' || !isValidKey(value)) found.push(`${name} must be ${KEY_RULE}`)
 }
 
 function isRecord (value: unknown): value is Record<string, unknown> {

@@ -101,7 +101,7 @@ async function loadIndex (path: string): Promise<Map<string, Device>> {
     throw new DeviceFileError([`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`])
   }
   try {
-    return parseDeviceFile(text, formatOf(path))
+    return await parseDeviceFile(text, formatOf(path))
   } catch (err) {
     const problems = (err as DeviceFileError).problems.map((problem) => `${path}: ${problem}`)
     throw new DeviceFileError(problems)

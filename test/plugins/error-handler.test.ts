@@ -1,6 +1,8 @@
 import t from 'tap'
-import { ERROR_STATUS } from '../../src/errors.js'
-import { toAppError } from '../../src/plugins/error-handler.js'
+import { validatorCompiler } from 'fastify-type-provider-zod'
+import { z } from 'zod'
+import { AppError, ERROR_STATUS } from '../../src/errors.js'
+import { toAppError, toErrorBody } from '../../src/plugins/error-handler.js'
 import { buildTestApp } from '../helper.js'
 
 const json = { 'content-type': 'application/json' }
@@ -75,4 +77,19 @@ t.test('the error table maps every code to a 4xx or 5xx', async (t) => {
     t.ok(status >= 400 && status < 600, code)
     t.match(code, /^[A-Z][A-Z_]+$/, `${code} is UPPER_SNAKE`)
   }
+})
+
+t.test('unknown fields of a nested object are named by their full path', async (t) => {
+  const validate = validatorCompiler({ schema: z.object({ device: z.strictObject({ deviceKey: z.string() }) }) } as never)
+  const result = validate({ device: { deviceKey: 'd', secret: 'x', colour: 'red' } }) as { error: unknown[] }
+  const err = Object.assign(new Error('invalid'), { validation: result.error, validationContext: 'body' })
+  t.match(toAppError(err), {
+    code: 'VALIDATION_FAILED',
+    message: 'invalid request body: device.secret: is not a known field; device.colour: is not a known field',
+    details: [{ path: 'device.secret', message: 'is not a known field' }, { path: 'device.colour', message: 'is not a known field' }]
+  })
+})
+
+t.test('a status without a reason phrase still gets an error name', async (t) => {
+  t.same(toErrorBody(new AppError('BAD_REQUEST', 'odd client', { status: 499 })), { statusCode: 499, code: 'BAD_REQUEST', error: 'Error', message: 'odd client' })
 })

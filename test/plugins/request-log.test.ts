@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { ERROR_STATUS } from '../../src/errors.js'
-import { genReqId } from '../../src/plugins/request-log.js'
+import { RequestLogController, genReqId } from '../../src/plugins/request-log.js'
 import { EXAMPLE, EXAMPLE_SECRETS, brokenStore, buildTestApp, createLogSink, unavailableStore } from '../helper.js'
 
 const json = { 'content-type': 'application/json' }
@@ -91,4 +91,29 @@ t.test('X-Request-Id is taken when it is a plain token and echoed back; otherwis
   const bad = await app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'a b\u0000' } })
   t.match(bad.headers['x-request-id'], /^[0-9a-f-]{36}$/)
   t.match(genReqId({ headers: {} } as never), /^[0-9a-f-]{36}$/)
+})
+
+t.test('the redaction list censors secret fields if an object carrying one is ever logged', async (t) => {
+  const sink = createLogSink()
+  const app = await buildTestApp(t, { LOG_LEVEL: 'info' }, { logStream: sink.stream })
+  app.log.info({ deviceSecret: 'leak-1', mqttPassword: 'leak-2', device: { deviceSecret: 'leak-3' }, credentials: { mqttPassword: 'leak-4' } }, 'oops')
+  const line = sink.lines().find((l) => l.msg === 'oops')
+  t.same(line && [line.deviceSecret, line.mqttPassword, line.device, line.credentials],
+    ['[redacted]', '[redacted]', { deviceSecret: '[redacted]' }, { mqttPassword: '[redacted]' }])
+  t.notMatch(sink.raw(), /leak-/)
+})
+
+t.test('the log controller writes the one line even on paths that bypass the error handler', async (t) => {
+  const written: Array<Record<string, unknown>> = []
+  const logger = { info: (obj: Record<string, unknown>) => { written.push(obj) } }
+  const controller = new RequestLogController()
+  controller.serviceUnavailable(logger as never)
+  const request = { method: 'GET', url: '/x', routeOptions: { url: '/x' }, deviceRef: null, outcome: null, log: logger }
+  controller.requestCompleted(null, request as never, { statusCode: 502, elapsedTime: 1.234 } as never)
+  controller.requestCompleted(null, request as never, { statusCode: 204, elapsedTime: 0.5 } as never)
+  t.same(written, [
+    { statusCode: 503, outcome: 'SHUTTING_DOWN' },
+    { method: 'GET', route: '/x', statusCode: 502, durationMs: 1.23, outcome: 'error' },
+    { method: 'GET', route: '/x', statusCode: 204, durationMs: 0.5, outcome: 'ok' }
+  ])
 })

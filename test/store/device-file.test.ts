@@ -9,9 +9,9 @@ function json (devices: unknown): string {
 }
 
 /** The DeviceFileError that parsing throws; fails the test when it does not throw one. */
-function problemsOf (text: string, format: 'json' | 'csv'): DeviceFileError {
+async function problemsOf (text: string, format: 'json' | 'csv'): Promise<DeviceFileError> {
   try {
-    parseDeviceFile(text, format)
+    await parseDeviceFile(text, format)
   } catch (err) {
     if (err instanceof DeviceFileError) return err
     throw err
@@ -30,11 +30,11 @@ t.test('formatOf picks CSV for a .csv name in any case and JSON for anything els
 })
 
 t.test('a JSON file gives devices indexed by deviceKey&productKey, enabled defaulting to true', async (t) => {
-  const index = parseDeviceFile(json([
+  const index = (await parseDeviceFile(json([
     { productKey: 'pk1', deviceKey: 'dev1', deviceSecret: 's1' },
     { productKey: 'pk1', deviceKey: 'dev2', deviceSecret: 's2', enabled: false },
     { productKey: 'pk2', deviceKey: 'dev1', deviceSecret: 's3', enabled: true }
-  ]), 'json')
+  ]), 'json'))
   t.same([...index.entries()], [
     ['dev1&pk1', { productKey: 'pk1', deviceKey: 'dev1', deviceSecret: 's1', enabled: true }],
     ['dev2&pk1', { productKey: 'pk1', deviceKey: 'dev2', deviceSecret: 's2', enabled: false }],
@@ -44,14 +44,14 @@ t.test('a JSON file gives devices indexed by deviceKey&productKey, enabled defau
 
 t.test('a JSON file may be pretty-printed, use CRLF, start with a BOM and list no devices', async (t) => {
   const pretty = JSON.stringify({ devices: [{ productKey: 'p', deviceKey: '%channel%', deviceSecret: 'x'.repeat(256) }] }, null, 2)
-  t.equal(parseDeviceFile(pretty.replace(/\n/g, '\r\n'), 'json').get('%channel%&p')?.deviceSecret, 'x'.repeat(256))
-  t.equal(parseDeviceFile('\uFEFF' + pretty, 'json').size, 1, 'a BOM, as Windows editors write, is skipped')
-  t.equal(parseDeviceFile('{"devices":[]}', 'json').size, 0)
+  t.equal((await parseDeviceFile(pretty.replace(/\n/g, '\r\n'), 'json')).get('%channel%&p')?.deviceSecret, 'x'.repeat(256))
+  t.equal((await parseDeviceFile('\uFEFF' + pretty, 'json')).size, 1, 'a BOM, as Windows editors write, is skipped')
+  t.equal((await parseDeviceFile('{"devices":[]}', 'json')).size, 0)
 })
 
 t.test('text that is not JSON is reported with a line and column and without its content', async (t) => {
   const text = `{"devices":[{"productKey":"p","deviceKey":"d","deviceSecret":"${SECRET}" x}]}`
-  const err = problemsOf(text, 'json')
+  const err = (await problemsOf(text, 'json'))
   t.equal(err.message, 'the file is not valid JSON (line 1, column 74)')
   t.notMatch(err.message, SECRET)
   t.same(err.problems, [err.message])
@@ -59,40 +59,40 @@ t.test('text that is not JSON is reported with a line and column and without its
 
 t.test('the line and column of a JSON error count from 1 across lines', async (t) => {
   const text = `{\n  "devices": [\n    {"deviceSecret": "${SECRET}" oops}\n  ]\n}\n`
-  const err = problemsOf(text, 'json')
+  const err = (await problemsOf(text, 'json'))
   t.equal(err.message, 'the file is not valid JSON (line 3, column 34)')
   t.equal(text.split('\n')[2]?.[33], 'o', 'column 34 of line 3 is where the fault starts')
 })
 
 t.test('a JSON error whose V8 message quotes the text is reported without the quote', async (t) => {
   for (const text of [`{"devices":[${SECRET}]}`, SECRET, `{"devices":[{"deviceSecret":'${SECRET}'}]}`]) {
-    const err = problemsOf(text, 'json')
+    const err = (await problemsOf(text, 'json'))
     t.equal(err.message, 'the file is not valid JSON', text)
     t.notMatch(err.message, SECRET)
   }
-  t.equal(problemsOf('', 'json').message, 'the file is not valid JSON', 'an empty file')
+  t.equal((await problemsOf('', 'json')).message, 'the file is not valid JSON', 'an empty file')
 })
 
 t.test('a JSON document without a devices array is refused', async (t) => {
   for (const text of ['[]', '{}', 'null', '"devices"', '{"devices":{}}', '{"Devices":[]}', '{"devices":null}']) {
-    t.same(problemsOf(text, 'json').problems, ['the file must be a JSON object with a "devices" array'], text)
+    t.same((await problemsOf(text, 'json')).problems, ['the file must be a JSON object with a "devices" array'], text)
   }
 })
 
 t.test('an entry that is not an object is named by its index', async (t) => {
-  const err = problemsOf(json([1, null, [], 'x', { productKey: 'p', deviceKey: 'd', deviceSecret: 's' }]), 'json')
+  const err = (await problemsOf(json([1, null, [], 'x', { productKey: 'p', deviceKey: 'd', deviceSecret: 's' }]), 'json'))
   t.same(err.problems, ['devices[0]: must be an object', 'devices[1]: must be an object', 'devices[2]: must be an object', 'devices[3]: must be an object'])
 })
 
 t.test('an unknown field is named, cut to 40 characters', async (t) => {
-  const err = problemsOf(json([{ productKey: 'p', deviceKey: 'd', deviceSecret: 's', secret: 's', ['f'.repeat(50)]: 1 }]), 'json')
+  const err = (await problemsOf(json([{ productKey: 'p', deviceKey: 'd', deviceSecret: 's', secret: 's', ['f'.repeat(50)]: 1 }]), 'json'))
   t.same(err.problems, ['devices[0]: unknown field "secret"', `devices[0]: unknown field "${'f'.repeat(40)}"`])
 })
 
 t.test('a bad productKey or deviceKey is named without its value', async (t) => {
   const rule = '1-64 characters from A-Z a-z 0-9 _ . : % -'
   for (const bad of [undefined, '', 'has space', 'a&b', 'k'.repeat(65), 42, null]) {
-    const err = problemsOf(json([{ productKey: bad, deviceKey: bad, deviceSecret: SECRET }]), 'json')
+    const err = (await problemsOf(json([{ productKey: bad, deviceKey: bad, deviceSecret: SECRET }]), 'json'))
     t.same(err.problems, [`devices[0]: productKey must be ${rule}`, `devices[0]: deviceKey must be ${rule}`], String(bad))
     t.notMatch(err.message, SECRET)
   }
@@ -101,7 +101,7 @@ t.test('a bad productKey or deviceKey is named without its value', async (t) => 
 t.test('a missing, empty, too long or non-string deviceSecret is refused without its value', async (t) => {
   const rule = 'a non-empty string of at most 256 characters (well-formed Unicode)'
   for (const deviceSecret of [undefined, '', SECRET.repeat(29), 12345, true, 'half a pair \uD800 here']) {
-    const err = problemsOf(json([{ productKey: 'p', deviceKey: 'd', deviceSecret }]), 'json')
+    const err = (await problemsOf(json([{ productKey: 'p', deviceKey: 'd', deviceSecret }]), 'json'))
     t.same(err.problems, [`devices[0]: deviceSecret must be ${rule}`], typeof deviceSecret === 'string' ? `length ${deviceSecret.length}` : String(deviceSecret))
     t.notMatch(err.message, SECRET)
   }
@@ -109,16 +109,16 @@ t.test('a missing, empty, too long or non-string deviceSecret is refused without
 
 t.test('enabled must be a JSON boolean', async (t) => {
   for (const enabled of ['true', 'yes', 1, 0, null]) {
-    t.same(problemsOf(json([{ productKey: 'p', deviceKey: 'd', deviceSecret: 's', enabled }]), 'json').problems,
+    t.same((await problemsOf(json([{ productKey: 'p', deviceKey: 'd', deviceSecret: 's', enabled }]), 'json')).problems,
       ['devices[0]: enabled must be true or false'], JSON.stringify(enabled))
   }
 })
 
 t.test('every problem of one entry is listed and the entry is not indexed', async (t) => {
-  const err = problemsOf(json([
+  const err = (await problemsOf(json([
     { productKey: '', deviceKey: 'd', deviceSecret: '', enabled: 'no', extra: 1 },
     { productKey: '', deviceKey: 'd', deviceSecret: 's' }
-  ]), 'json')
+  ]), 'json'))
   t.same(err.problems, [
     'devices[0]: unknown field "extra"',
     'devices[0]: productKey must be 1-64 characters from A-Z a-z 0-9 _ . : % -',
@@ -129,11 +129,11 @@ t.test('every problem of one entry is listed and the entry is not indexed', asyn
 })
 
 t.test('a duplicate JSON device names both entries and neither secret', async (t) => {
-  const err = problemsOf(json([
+  const err = (await problemsOf(json([
     { productKey: 'p', deviceKey: 'd', deviceSecret: SECRET + '1' },
     { productKey: 'p', deviceKey: 'other', deviceSecret: 's' },
     { productKey: 'p', deviceKey: 'd', deviceSecret: SECRET + '2' }
-  ]), 'json')
+  ]), 'json'))
   t.equal(err.message, 'devices[2]: duplicate device productKey=p deviceKey=d (first at devices[0])')
   t.notMatch(err.message, SECRET)
   t.equal(err.name, 'DeviceFileError')
@@ -141,14 +141,14 @@ t.test('a duplicate JSON device names both entries and neither secret', async (t
 })
 
 t.test('keys differing only in case are different devices', async (t) => {
-  t.equal(parseDeviceFile(json([
+  t.equal((await parseDeviceFile(json([
     { productKey: 'p', deviceKey: 'd', deviceSecret: 's' },
     { productKey: 'p', deviceKey: 'D', deviceSecret: 's' }
-  ]), 'json').size, 2)
+  ]), 'json')).size, 2)
 })
 
 t.test('a CSV file without the enabled column gives enabled devices', async (t) => {
-  const index = parseDeviceFile('productKey,deviceKey,deviceSecret\npk,dev1,s1\npk,dev2,s2\n', 'csv')
+  const index = (await parseDeviceFile('productKey,deviceKey,deviceSecret\npk,dev1,s1\npk,dev2,s2\n', 'csv'))
   t.same([...index.entries()], [
     ['dev1&pk', { productKey: 'pk', deviceKey: 'dev1', deviceSecret: 's1', enabled: true }],
     ['dev2&pk', { productKey: 'pk', deviceKey: 'dev2', deviceSecret: 's2', enabled: true }]
@@ -158,13 +158,13 @@ t.test('a CSV file without the enabled column gives enabled devices', async (t) 
 t.test('a CSV enabled column takes true/false, yes/no, 1/0 in any case, or empty for true', async (t) => {
   const rows = [['true', true], ['TRUE', true], ['Yes', true], ['1', true], ['', true], [' no ', false], ['False', false], ['0', false], ['NO', false]] as const
   const text = 'productKey,deviceKey,deviceSecret,enabled\n' + rows.map(([value], i) => `pk,dev${i},s,${value}`).join('\n')
-  const index = parseDeviceFile(text, 'csv')
+  const index = (await parseDeviceFile(text, 'csv'))
   rows.forEach(([value, enabled], i) => t.equal(index.get(`dev${i}&pk`)?.enabled, enabled, JSON.stringify(value)))
 })
 
 t.test('a CSV file may have a BOM, CRLF line ends, blank lines and spaces around header names', async (t) => {
   const text = '\uFEFF productKey , deviceKey,deviceSecret ,enabled\r\n\r\npk,dev1,s1,no\r\n   \r\npk,dev2,s2,yes\r\n'
-  const index = parseDeviceFile(text, 'csv')
+  const index = (await parseDeviceFile(text, 'csv'))
   t.same(index.get('dev1&pk'), { productKey: 'pk', deviceKey: 'dev1', deviceSecret: 's1', enabled: false })
   t.same(index.get('dev2&pk'), { productKey: 'pk', deviceKey: 'dev2', deviceSecret: 's2', enabled: true })
   t.equal(index.size, 2)
@@ -172,45 +172,45 @@ t.test('a CSV file may have a BOM, CRLF line ends, blank lines and spaces around
 
 t.test('quoted CSV fields may hold commas and "" escapes', async (t) => {
   const text = 'productKey,deviceKey,deviceSecret,enabled\n"pk","dev1","se,c""ret","false"\npk,dev2,"",\n'
-  const err = problemsOf(text, 'csv')
+  const err = (await problemsOf(text, 'csv'))
   t.same(err.problems, ['line 3: deviceSecret must be a non-empty string of at most 256 characters (well-formed Unicode)'], 'an empty quoted secret is still empty')
-  const index = parseDeviceFile(text.replace('pk,dev2,"",', 'pk,dev2,"x",'), 'csv')
+  const index = (await parseDeviceFile(text.replace('pk,dev2,"",', 'pk,dev2,"x",'), 'csv'))
   t.same(index.get('dev1&pk'), { productKey: 'pk', deviceKey: 'dev1', deviceSecret: 'se,c"ret', enabled: false })
   t.same(index.get('dev2&pk'), { productKey: 'pk', deviceKey: 'dev2', deviceSecret: 'x', enabled: true })
 })
 
 t.test('a CSV file with only a header lists no devices', async (t) => {
-  t.equal(parseDeviceFile('productKey,deviceKey,deviceSecret', 'csv').size, 0)
+  t.equal((await parseDeviceFile('productKey,deviceKey,deviceSecret', 'csv')).size, 0)
 })
 
 t.test('a CSV file with another header is refused at line 1', async (t) => {
   const expected = ['line 1: the header must be productKey,deviceKey,deviceSecret or productKey,deviceKey,deviceSecret,enabled']
   for (const header of ['', 'productKey,deviceSecret,deviceKey', 'productkey,devicekey,devicesecret', 'productKey,deviceKey', 'productKey,deviceKey,deviceSecret,enabled,extra', '"productKey,deviceKey,deviceSecret', `pk,d,${SECRET}`]) {
-    const err = problemsOf(`${header}\npk,d,s\n`, 'csv')
+    const err = (await problemsOf(`${header}\npk,d,s\n`, 'csv'))
     t.same(err.problems, expected, JSON.stringify(header))
     t.notMatch(err.message, SECRET)
   }
 })
 
 t.test('a CSV line with the wrong number of fields is named by its line number, blank lines counted', async (t) => {
-  const err = problemsOf(`productKey,deviceKey,deviceSecret\n\npk,d\npk,d,${SECRET},true\npk,d2,${SECRET},\n`, 'csv')
+  const err = (await problemsOf(`productKey,deviceKey,deviceSecret\n\npk,d\npk,d,${SECRET},true\npk,d2,${SECRET},\n`, 'csv'))
   t.same(err.problems, [
     'line 3: expected 3 comma-separated fields',
     'line 4: expected 3 comma-separated fields',
     'line 5: expected 3 comma-separated fields'
   ])
   t.notMatch(err.message, SECRET)
-  t.same(problemsOf('productKey,deviceKey,deviceSecret,enabled\r\npk,d,s\r\n', 'csv').problems, ['line 2: expected 4 comma-separated fields'])
+  t.same((await problemsOf('productKey,deviceKey,deviceSecret,enabled\r\npk,d,s\r\n', 'csv')).problems, ['line 2: expected 4 comma-separated fields'])
 })
 
 t.test('a CSV line with an unterminated quote or text after a closing quote is refused', async (t) => {
-  const err = problemsOf(`productKey,deviceKey,deviceSecret\npk,d1,"${SECRET}\npk,d2,"${SECRET}"x\n`, 'csv')
+  const err = (await problemsOf(`productKey,deviceKey,deviceSecret\npk,d1,"${SECRET}\npk,d2,"${SECRET}"x\n`, 'csv'))
   t.same(err.problems, ['line 2: expected 3 comma-separated fields', 'line 3: expected 3 comma-separated fields'])
   t.notMatch(err.message, SECRET)
 })
 
 t.test('a bad CSV enabled value, key or secret is named by its line without the secret', async (t) => {
-  const err = problemsOf(`productKey,deviceKey,deviceSecret,enabled\npk,d1,${SECRET},maybe\n pk,d2,${SECRET},\npk,d3,${'s'.repeat(257)},\n`, 'csv')
+  const err = (await problemsOf(`productKey,deviceKey,deviceSecret,enabled\npk,d1,${SECRET},maybe\n pk,d2,${SECRET},\npk,d3,${'s'.repeat(257)},\n`, 'csv'))
   t.same(err.problems, [
     'line 2: enabled must be true, false, yes, no, 1, 0 or empty',
     'line 3: productKey must be 1-64 characters from A-Z a-z 0-9 _ . : % -',
@@ -220,21 +220,21 @@ t.test('a bad CSV enabled value, key or secret is named by its line without the 
 })
 
 t.test('a CSV secret is kept verbatim, spaces included', async (t) => {
-  t.equal(parseDeviceFile('productKey,deviceKey,deviceSecret\npk,d, s p \n', 'csv').get('d&pk')?.deviceSecret, ' s p ')
+  t.equal((await parseDeviceFile('productKey,deviceKey,deviceSecret\npk,d, s p \n', 'csv')).get('d&pk')?.deviceSecret, ' s p ')
 })
 
 t.test('a duplicate CSV device names both lines and neither secret', async (t) => {
-  const err = problemsOf(`productKey,deviceKey,deviceSecret\npk,d,${SECRET}1\n\npk,d,${SECRET}2\n`, 'csv')
+  const err = (await problemsOf(`productKey,deviceKey,deviceSecret\npk,d,${SECRET}1\n\npk,d,${SECRET}2\n`, 'csv'))
   t.same(err.problems, ['line 4: duplicate device productKey=pk deviceKey=d (first at line 2)'])
   t.notMatch(err.message, SECRET)
 })
 
 t.test('the message lists the first 10 problems and counts the rest', async (t) => {
   const bad = (n: number): string => json(Array.from({ length: n }, () => 7))
-  const twelve = problemsOf(bad(12), 'json')
+  const twelve = (await problemsOf(bad(12), 'json'))
   t.equal(twelve.problems.length, 12)
   t.equal(twelve.message, Array.from({ length: 10 }, (_, i) => `devices[${i}]: must be an object`).join('; ') + '; and 2 more')
-  const ten = problemsOf(bad(10), 'json')
+  const ten = (await problemsOf(bad(10), 'json'))
   t.equal(ten.message, Array.from({ length: 10 }, (_, i) => `devices[${i}]: must be an object`).join('; '))
   t.same(new DeviceFileError(['a', 'b']).message, 'a; b')
 })
@@ -267,6 +267,21 @@ t.test('splitCsvLine follows RFC 4180 quoting within one line', async (t) => {
 })
 
 t.test('a secret with a full surrogate pair (an emoji) is accepted', async (t) => {
-  const index = parseDeviceFile(json([{ productKey: 'p', deviceKey: 'd', deviceSecret: 'sécret-😀' }]), 'json')
+  const index = (await parseDeviceFile(json([{ productKey: 'p', deviceKey: 'd', deviceSecret: 'sécret-😀' }]), 'json'))
   t.equal(index.get('d&p')?.deviceSecret, 'sécret-😀')
+})
+
+t.test('a large file is indexed in slices, so the event loop keeps serving while it loads', async (t) => {
+  const rows = Array.from({ length: 25_000 }, (_, i) => `pk,dev-${i},secret-${i}`)
+  let turns = 0
+  let done = false
+  const spin = (): void => {
+    turns++
+    if (!done) setImmediate(spin)
+  }
+  setImmediate(spin)
+  const index = await parseDeviceFile(['productKey,deviceKey,deviceSecret', ...rows].join('\n'), 'csv')
+  done = true
+  t.equal(index.size, 25_000)
+  t.ok(turns >= 2, `the event loop ran ${turns} times during the load`)
 })
