@@ -1,0 +1,408 @@
+// Throughput of POST /sign on the built service (dist/), against a bare Fastify baseline measured
+// in the same run. Run with `npm run bench` (it builds first). Figures are compared only as ratios
+// to the baseline: absolute numbers depend on the machine and its neighbours.
+//
+// Environment overrides: BENCH_DURATION (s per run, 8), BENCH_WARMUP (s, 2), BENCH_ROUNDS (2),
+// BENCH_CONNECTIONS (50), BENCH_DEVICES (10000), BENCH_BODIES (1000 distinct request bodies).
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { connect, createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { signCredentials } from '../../src/core/credentials.js'
+import type { SignMethod } from '../../src/core/sign-method.js'
+
+// ---- autocannon (CommonJS, no bundled types): the part of its API used here ----
+
+interface AcRequest { method: string, path: string, headers: Record<string, string>, body: string }
+interface AcClient { setRequests (requests: AcRequest[]): void }
+interface AcHistogram { mean: number, p50: number, p99: number, total?: number }
+interface AcResult {
+  requests: AcHistogram & { sent: number }
+  latency: AcHistogram
+  duration: number
+  errors: number
+  timeouts: number
+  mismatches: number
+  non2xx: number
+  statusCodeStats: Record<string, { count: number }>
+}
+interface AcOptions {
+  url: string
+  connections: number
+  pipelining: number
+  duration: number
+  requests: AcRequest[]
+  setupClient?: (client: AcClient) => void
+}
+const autocannon = createRequire(import.meta.url)('autocannon') as (opts: AcOptions) => Promise<AcResult>
+
+// ---- settings ----
+
+function envNumber (name: string, fallback: number): number {
+  const raw = process.env[name]
+  if (raw === undefined || raw === '') return fallback
+  const value = Number(raw)
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got ${raw}`)
+  return value
+}
+
+const DURATION = envNumber('BENCH_DURATION', 8)
+const WARMUP = envNumber('BENCH_WARMUP', 2)
+const ROUNDS = Math.round(envNumber('BENCH_ROUNDS', 2))
+const CONNECTIONS = Math.round(envNumber('BENCH_CONNECTIONS', 50))
+const DEVICES = Math.round(envNumber('BENCH_DEVICES', 10_000))
+const BODIES = Math.round(envNumber('BENCH_BODIES', 1000))
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+const SERVICE_ENTRY = join(ROOT, 'dist', 'server.js')
+const BARE_ENTRY = join(ROOT, 'test', 'bench', 'bare-server.ts')
+
+// ---- test data ----
+
+const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'
+
+function randomAlnum (length: number): string {
+  const bytes = randomBytes(length)
+  let out = ''
+  for (const byte of bytes) out += ALNUM[byte % ALNUM.length]
+  return out
+}
+
+function pick<T> (items: readonly T[]): T {
+  return items[Math.floor(Math.random() * items.length)] as T
+}
+
+interface BenchDevice { productKey: string, deviceKey: string, deviceSecret: string }
+
+function makeDevices (count: number): BenchDevice[] {
+  const products = Array.from({ length: Math.max(1, Math.ceil(count / 100)) }, () => randomAlnum(8))
+  return Array.from({ length: count }, (_, i) => ({
+    productKey: products[i % products.length] as string,
+    deviceKey: `dev-${String(i + 1).padStart(6, '0')}`,
+    deviceSecret: randomAlnum(32)
+  }))
+}
+
+/** Bodies as devices send them: always the keys, often a clientId and/or timestamp, sometimes a sign method. */
+function makeBodies (devices: readonly BenchDevice[], count: number): string[] {
+  return Array.from({ length: count }, () => {
+    const { productKey, deviceKey } = pick(devices)
+    const body: Record<string, string> = { productKey, deviceKey }
+    if (Math.random() < 0.5) body.clientId = randomBytes(6).toString('hex').toUpperCase().replace(/(..)(?!$)/g, '$1:')
+    if (Math.random() < 0.5) body.timestamp = String(Date.now() - Math.floor(Math.random() * 60_000))
+    if (Math.random() < 0.2) body.signMethod = pick(['sha256', 'hmacsha1', 'md5'])
+    return JSON.stringify(body)
+  })
+}
+
+// ---- child processes ----
+
+interface Target {
+  name: string
+  child: ChildProcess
+  url: string
+  /** Lines the child wrote to stdout (its log lines), counted and discarded. */
+  lines: () => number
+  stderr: () => string
+}
+
+const children = new Set<ChildProcess>()
+let tempDir: string | undefined
+
+function killAll (): void {
+  for (const child of children) child.kill('SIGKILL')
+  children.clear()
+  if (tempDir !== undefined) rmSync(tempDir, { recursive: true, force: true })
+  tempDir = undefined
+}
+
+process.on('exit', killAll)
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    killAll()
+    process.exit(130)
+  })
+}
+
+function freePort (): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')))
+    })
+  })
+}
+
+function canConnect (port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    socket.once('connect', () => { socket.destroy(); resolve(true) })
+    socket.once('error', () => resolve(false))
+  })
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/**
+ * Starts a server on a free port and waits until it accepts connections. The port is picked
+ * beforehand (at LOG_LEVEL=warn the service prints no "Server listening at" line); a start that
+ * loses the port to someone else is retried on another one.
+ */
+async function startTarget (name: string, args: string[], env: Record<string, string>): Promise<Target> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort()
+    const child = spawn(process.execPath, args, {
+      cwd: ROOT,
+      env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1' },
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    children.add(child)
+    let lines = 0
+    let stderr = ''
+    let exited: string | undefined
+    child.stdout?.on('data', (chunk: Buffer) => {
+      for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++
+    })
+    child.stderr?.on('data', (chunk: Buffer) => { stderr = (stderr + chunk.toString()).slice(-4000) })
+    child.once('exit', (code, signal) => {
+      children.delete(child)
+      exited = `exited (${signal ?? code})`
+    })
+    const deadline = Date.now() + 20_000
+    // `exited` is set by the exit listener while this loop awaits.
+    for (;;) {
+      if (exited !== undefined || Date.now() > deadline) break
+      if (await canConnect(port)) {
+        return { name, child, url: `http://127.0.0.1:${port}`, lines: () => lines, stderr: () => stderr }
+      }
+      await sleep(50)
+    }
+    child.kill('SIGKILL')
+    const why = exited ?? 'did not listen within 20 s'
+    if (attempt < 3 && /EADDRINUSE/.test(stderr)) continue
+    throw new Error(`${name} ${why}${stderr === '' ? '' : `:\n${stderr}`}`)
+  }
+}
+
+async function stopTarget (target: Target): Promise<void> {
+  const { child } = target
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  child.kill('SIGTERM')
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+  await exited
+  clearTimeout(timer)
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc; undefined elsewhere. */
+function cpuSeconds (pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Fields after the command name (which is in parentheses and may hold spaces): utime is the 14th field.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return undefined
+  }
+}
+
+// ---- measuring ----
+
+interface Run {
+  target: string
+  round: number
+  rps: number
+  completed: number
+  p50: number
+  p99: number
+  non2xx: number
+  errors: number
+  statusCodes: string
+  logLines: number
+  /** CPU seconds the server used during the run, and that as a share of one core. */
+  serverCpuSeconds: number | undefined
+  serverCpu: number | undefined
+  clientCpu: number
+}
+
+function requestsFor (bodies: readonly string[]): AcRequest[] {
+  return bodies.map((body) => ({ method: 'POST', path: '/sign', headers: { 'content-type': 'application/json' }, body }))
+}
+
+async function load (target: Target, requests: AcRequest[], seconds: number): Promise<AcResult> {
+  let client = 0
+  return autocannon({
+    url: target.url,
+    connections: CONNECTIONS,
+    pipelining: 1,
+    duration: seconds,
+    requests,
+    // Each connection walks the bodies from its own offset, so concurrent requests name different devices.
+    setupClient (c) {
+      const offset = Math.floor((client++ * requests.length) / CONNECTIONS)
+      c.setRequests([...requests.slice(offset), ...requests.slice(0, offset)])
+    }
+  })
+}
+
+async function measure (target: Target, requests: AcRequest[], round: number): Promise<Run> {
+  const linesBefore = target.lines()
+  const serverCpuBefore = cpuSeconds(target.child.pid)
+  const clientCpuBefore = process.cpuUsage()
+  const wallBefore = process.hrtime.bigint()
+  const result = await load(target, requests, DURATION)
+  const wall = Number(process.hrtime.bigint() - wallBefore) / 1e9
+  const clientCpu = process.cpuUsage(clientCpuBefore)
+  const serverCpuAfter = cpuSeconds(target.child.pid)
+  await sleep(100) // let the last log lines arrive before counting them
+  const statusCodes = Object.entries(result.statusCodeStats).map(([code, { count }]) => `${code}:${count}`).join(' ')
+  return {
+    target: target.name,
+    round,
+    rps: result.requests.mean,
+    completed: result.requests.total ?? 0,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    non2xx: result.non2xx,
+    errors: result.errors + result.mismatches, // errors already include timeouts
+    statusCodes,
+    logLines: target.lines() - linesBefore,
+    serverCpuSeconds: serverCpuBefore === undefined || serverCpuAfter === undefined ? undefined : serverCpuAfter - serverCpuBefore,
+    serverCpu: serverCpuBefore === undefined || serverCpuAfter === undefined ? undefined : (serverCpuAfter - serverCpuBefore) / wall,
+    clientCpu: (clientCpu.user + clientCpu.system) / 1e6 / wall
+  }
+}
+
+/** One request checked against the signing core, so the benchmark measures correct answers. */
+async function checkService (target: Target, device: BenchDevice): Promise<void> {
+  const request = { productKey: device.productKey, deviceKey: device.deviceKey, clientId: 'bench-check', timestamp: '1524448722000', signMethod: 'sha256' as SignMethod }
+  const response = await fetch(`${target.url}/sign`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(request)
+  })
+  const body = await response.json() as Record<string, unknown>
+  const expected = signCredentials({ ...request, deviceSecret: device.deviceSecret })
+  if (response.status !== 200 || body.mqttPassword !== expected.mqttPassword || body.mqttClientId !== expected.mqttClientId) {
+    throw new Error(`${target.name}: unexpected answer to a sanity request: ${response.status} ${JSON.stringify(body)}`)
+  }
+}
+
+// ---- report ----
+
+const mean = (values: number[]): number => values.reduce((a, b) => a + b, 0) / Math.max(1, values.length)
+const fmt = (value: number, digits = 0): string => value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+const pct = (value: number | undefined): string => value === undefined ? '-' : `${Math.round(value * 100)}%`
+
+/** Server CPU microseconds per completed request: unlike req/s, barely moved by neighbours taking CPU away. */
+function cpuPerRequest (runs: Run[]): number | undefined {
+  if (runs.some((run) => run.serverCpuSeconds === undefined)) return undefined
+  const completed = runs.reduce((n, run) => n + run.completed, 0)
+  return completed === 0 ? undefined : runs.reduce((n, run) => n + (run.serverCpuSeconds ?? 0), 0) * 1e6 / completed
+}
+const micros = (value: number | undefined): string => value === undefined ? '-' : fmt(value, 1)
+
+function table (header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)))
+  const line = (cells: string[]): string => cells.map((cell, i) => i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)).join('  ')
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
+}
+
+function runRow (run: Run): string[] {
+  return [`${run.target} #${run.round}`, fmt(run.rps), `${run.p50}`, `${run.p99}`, `${run.non2xx}`, `${run.errors}`,
+    fmt(run.logLines / Math.max(1, run.completed), 2), pct(run.serverCpu), pct(run.clientCpu), micros(cpuPerRequest([run]))]
+}
+
+function summaryRows (runs: Run[], names: string[]): string[][] {
+  const baseline = runs.filter((run) => run.target === names[0])
+  const baselineRps = mean(baseline.map((run) => run.rps))
+  const baselineCpu = cpuPerRequest(baseline)
+  return names.map((name) => {
+    const mine = runs.filter((run) => run.target === name)
+    const rps = mean(mine.map((run) => run.rps))
+    // Paired ratios: each run against the baseline run of the same round.
+    const paired = mine.map((run) => run.rps / (baseline.find((b) => b.round === run.round)?.rps ?? Number.NaN))
+    const spread = paired.length > 1 ? ` (${fmt(Math.min(...paired), 2)}-${fmt(Math.max(...paired), 2)})` : ''
+    const cpu = cpuPerRequest(mine)
+    return [
+      name,
+      fmt(rps),
+      fmt(mean(mine.map((run) => run.p50)), 1),
+      `${Math.max(...mine.map((run) => run.p99))}`,
+      `${mine.reduce((n, run) => n + run.non2xx, 0)}`,
+      `${mine.reduce((n, run) => n + run.errors, 0)}`,
+      fmt(mine.reduce((n, run) => n + run.logLines, 0) / Math.max(1, mine.reduce((n, run) => n + run.completed, 0)), 2),
+      `${fmt(rps / baselineRps, 2)}${spread}`,
+      micros(cpu),
+      cpu === undefined || baselineCpu === undefined ? '-' : fmt(baselineCpu / cpu, 2)
+    ]
+  })
+}
+
+// ---- main ----
+
+async function main (): Promise<void> {
+  const started = Date.now()
+  tempDir = mkdtempSync(join(tmpdir(), 'sign-bench-'))
+  const storeFile = join(tempDir, 'devices.json')
+  const devices = makeDevices(DEVICES)
+  writeFileSync(storeFile, JSON.stringify({ devices }))
+  const requests = requestsFor(makeBodies(devices, BODIES))
+  console.log(`node ${process.version}; ${DEVICES} devices, ${BODIES} distinct bodies; ${CONNECTIONS} connections, pipelining 1; ` +
+    `${ROUNDS} round(s) of ${DURATION} s per target after ${WARMUP} s warm-up`)
+
+  const serviceEnv = { STORE_FILE: storeFile, STORE_WATCH: 'false' }
+  const targets = await Promise.all([
+    startTarget('baseline', ['--import', 'tsx', BARE_ENTRY], {}),
+    startTarget('sign@info', [SERVICE_ENTRY], { ...serviceEnv, LOG_LEVEL: 'info' }),
+    startTarget('sign@warn', [SERVICE_ENTRY], { ...serviceEnv, LOG_LEVEL: 'warn' })
+  ])
+  for (const target of targets.slice(1)) await checkService(target, pick(devices))
+
+  for (const target of targets) {
+    const warm = await load(target, requests, WARMUP)
+    if (warm.non2xx + warm.errors > 0) {
+      throw new Error(`${target.name}: warm-up got ${warm.non2xx} non-2xx and ${warm.errors} errors ` +
+        `(${JSON.stringify(warm.statusCodeStats)})${target.stderr() === '' ? '' : `\n${target.stderr()}`}`)
+    }
+  }
+
+  const runs: Run[] = []
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const target of targets) {
+      const run = await measure(target, requests, round)
+      runs.push(run)
+      console.log(`  ${run.target} #${round}: ${fmt(run.rps)} req/s, p50 ${run.p50} ms, p99 ${run.p99} ms, status ${run.statusCodes || 'none'}`)
+    }
+  }
+  await Promise.all(targets.map(stopTarget))
+  for (const target of targets) {
+    if (target.stderr() !== '') console.log(`\n${target.name} wrote to stderr:\n${target.stderr()}`)
+  }
+
+  console.log('\nPer run (latency in ms; CPU = share of one core over the run):')
+  console.log(table(['run', 'req/s', 'p50', 'p99', 'non-2xx', 'errors', 'log lines/req', 'server CPU', 'client CPU', 'server µs CPU/req'], runs.map(runRow)))
+  console.log('\nSummary (req/s: mean of runs; p50: mean; p99: worst run; ratio: mean req/s / baseline mean req/s, with the range of')
+  console.log('per-round paired ratios; CPU ratio: baseline server CPU per request / this one, the steadier figure on a busy machine):')
+  console.log(table(['target', 'req/s', 'p50', 'p99', 'non-2xx', 'errors', 'log lines/req', 'ratio to baseline', 'µs CPU/req', 'CPU ratio'],
+    summaryRows(runs, targets.map((t) => t.name))))
+  console.log(`\ntotal ${((Date.now() - started) / 1000).toFixed(1)} s`)
+
+  const bad = runs.filter((run) => run.non2xx > 0 || run.errors > 0)
+  if (bad.length > 0) {
+    console.error(`FAIL: non-2xx responses or errors in ${bad.map((run) => `${run.target} #${run.round} (${run.statusCodes}, ${run.errors} errors)`).join(', ')}`)
+    process.exitCode = 1
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err)
+  process.exitCode = 1
+}).finally(killAll)
