@@ -1,3 +1,5 @@
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import t from 'tap'
 import { brokenStore, buildTestApp, unavailableStore } from '../helper.js'
 
@@ -48,4 +50,17 @@ t.test('the app closes the store it was given', async (t) => {
   const app = await buildTestApp(t, {}, { store })
   await app.close()
   t.equal(closed, 1)
+})
+
+t.test('GET /readyz – a failed reload is reported while the previous data keeps serving', async (t) => {
+  const dir = t.testdir({ 'devices.csv': 'productKey,deviceKey,deviceSecret\n123,test,deviceSecret\n' })
+  const file = join(dir, 'devices.csv')
+  const app = await buildTestApp(t, { STORE_FILE: file })
+  await writeFile(file, 'productKey,deviceKey,deviceSecret\n123,test,\n')
+  await app.store.reload?.()
+  const res = await app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(res.statusCode, 200, 'still ready: the old version is served')
+  t.match(res.json(), { status: 'ready', store: { devices: 1, lastReloadError: { message: /line 2: deviceSecret must be/, at: String } } })
+  const sign = await app.inject({ method: 'POST', url: '/sign', payload: { productKey: '123', deviceKey: 'test' } })
+  t.equal(sign.statusCode, 200)
 })
