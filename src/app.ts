@@ -1,4 +1,4 @@
-// buildApp: the whole HTTP service as a Fastify instance. Never listens, never reads process.env.
+// buildApp: the whole HTTP service as a Fastify instance. Never listens, never reads the environment.
 import { readFileSync } from 'node:fs'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
