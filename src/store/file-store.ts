@@ -1,7 +1,7 @@
 // The embedded default store: a JSON or CSV file held in memory, reloaded atomically when it changes.
 import { watch, type FSWatcher } from 'node:fs'
-import { readFile } from 'node:fs/promises'
-import { basename, dirname } from 'node:path'
+import { readFile, stat } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import type { BaseLogger } from 'pino'
 import { DeviceFileError, formatOf, parseDeviceFile } from './device-file.js'
 import { deviceId, type Device, type DeviceStore, type StoreHealth } from './store.js'
@@ -21,6 +21,20 @@ export interface FileStoreOptions {
 
 export interface FileStore extends DeviceStore {
   reload (): Promise<void>
+  /** Reloads only if the file (after following symlinks) is not the one loaded last: another inode, size or time. */
+  reloadIfChanged (): Promise<boolean>
+}
+
+/** What identifies a version of the file; `fs.stat` follows symlinks, so a swapped link target counts as a change. */
+type Version = string | undefined
+
+async function versionOf (path: string): Promise<Version> {
+  try {
+    const { ino, size, mtimeNs, ctimeNs } = await stat(path, { bigint: true })
+    return `${ino}:${size}:${mtimeNs}:${ctimeNs}`
+  } catch {
+    return undefined
+  }
 }
 
 /**
@@ -29,6 +43,7 @@ export interface FileStore extends DeviceStore {
  */
 export async function createFileStore (options: FileStoreOptions): Promise<FileStore> {
   const { path, log, debounceMs = 100, onReload } = options
+  let version = await versionOf(path)
   let index = await loadIndex(path)
   let loadedAt = new Date()
   let lastReloadError: StoreHealth['lastReloadError']
@@ -37,6 +52,8 @@ export async function createFileStore (options: FileStoreOptions): Promise<FileS
   let watcher: FSWatcher | undefined
 
   async function reloadNow (): Promise<void> {
+    // Taken before reading: a change made while the file is read is seen by the next check.
+    version = await versionOf(path)
     try {
       // Parse the whole new version first and swap only on success: readers never see a half-loaded file.
       index = await loadIndex(path)
@@ -58,13 +75,19 @@ export async function createFileStore (options: FileStoreOptions): Promise<FileS
     return reloading
   }
 
+  async function reloadIfChanged (): Promise<boolean> {
+    if (await versionOf(path) === version) return false
+    await reload()
+    return true
+  }
+
   if (options.watch) {
     // Watch the directory, not the file: editors and `mv` replace the file, which ends a file watch.
-    const name = basename(path)
-    watcher = watch(dirname(path), (_event, filename) => {
-      if (filename !== name) return
+    // Any event there is checked, whatever its name: Kubernetes swaps a `..data` symlink under a
+    // mounted ConfigMap or Secret, and no event names the file itself.
+    watcher = watch(dirname(path), () => {
       clearTimeout(timer)
-      timer = setTimeout(reload, debounceMs)
+      timer = setTimeout(reloadIfChanged, debounceMs)
     })
     watcher.on('error', (err) => log.warn({ path, problem: err.message }, 'device store watch stopped; SIGHUP still reloads'))
   }
@@ -85,6 +108,7 @@ export async function createFileStore (options: FileStoreOptions): Promise<FileS
       }
     },
     reload,
+    reloadIfChanged,
     async close (): Promise<void> {
       clearTimeout(timer)
       watcher?.close()
@@ -103,7 +127,8 @@ async function loadIndex (path: string): Promise<Map<string, Device>> {
   try {
     return await parseDeviceFile(text, formatOf(path))
   } catch (err) {
-    const problems = (err as DeviceFileError).problems.map((problem) => `${path}: ${problem}`)
-    throw new DeviceFileError(problems)
+    // Anything but a DeviceFileError (V8's Map size limit at ~16.7M devices, a bug) keeps its own message.
+    const problems = err instanceof DeviceFileError ? err.problems : [String((err as Error).message)]
+    throw new DeviceFileError(problems.map((problem) => `${path}: ${problem}`))
   }
 }

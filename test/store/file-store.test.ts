@@ -171,7 +171,7 @@ t.test('an unreadable path at start (a directory) rejects with a DeviceFileError
 
 t.test('a read error without an errno code names the path but not the error text', async (t) => {
   const { createFileStore: createMocked } = await t.mockImport<typeof import('../../src/store/file-store.js')>('../../src/store/file-store.js', {
-    'node:fs/promises': { readFile: async () => { throw new Error(`odd failure near ${SECRET}`) } }
+    'node:fs/promises': { ...fs.promises, readFile: async () => { throw new Error(`odd failure near ${SECRET}`) } }
   })
   const path = '/nowhere/devices.json'
   await t.rejects(createMocked({ path, watch: false, log: fakeLogger().log }), { name: 'DeviceFileError', message: `cannot read ${path}: error` })
@@ -233,7 +233,7 @@ t.test('close() stops watching: a later change reloads only the store still watc
   t.same(closedReloads.events, [undefined], 'only the reload asked for ran')
 })
 
-t.test('watch events are debounced and other files in the directory are ignored', async (t) => {
+t.test('watch events of any name in the directory are debounced into one check', async (t) => {
   const watcher = Object.assign(new EventEmitter(), { closed: false, close () { watcher.closed = true } })
   let listener: ((event: string, filename: string | null) => void) | undefined
   let watched = ''
@@ -259,20 +259,64 @@ t.test('watch events are debounced and other files in the directory are ignored'
   }
   const timers = (): number => process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length
   const idle = timers()
+  fire('rename', '..data')
   fire('change', 'other.json')
-  fire('rename', 'devices.json.tmp')
   fire('rename', null)
-  t.equal(timers(), idle, 'no reload is scheduled for other files')
+  t.equal(timers(), idle + 1, 'events of any name schedule one check (a ConfigMap swap names ..data, not the file)')
   await writeFile(path, SECOND)
   fire('change', 'devices.json')
-  t.equal(timers(), idle + 1, 'a change to the file schedules a reload')
-  fire('change', 'devices.json')
   fire('rename', 'devices.json')
-  t.equal(timers(), idle + 1, 'a burst of events schedules only one')
+  t.equal(timers(), idle + 1, 'a burst of events still schedules only one')
   await reloads.until(hasDevice(store, 'dev3'))
   await store.close()
   t.same(reloads.events, [undefined], 'one reload for the burst')
   t.ok(watcher.closed, 'close() closes the watcher')
+})
+
+t.test('reloadIfChanged reloads only when the file is another version than the one loaded', async (t) => {
+  const { path, store, reloads } = await setup(t)
+  await writeFile(join(path, '..', 'other.json'), SECOND)
+  t.equal(await store.reloadIfChanged(), false, 'another file in the directory changed: no reload')
+  t.same(reloads.events, [])
+  await writeFile(path, SECOND)
+  t.equal(await store.reloadIfChanged(), true)
+  t.ok(await store.findDevice('pk', 'dev3'))
+  t.equal(await store.reloadIfChanged(), false, 'the version just loaded is not reloaded again')
+  await rm(path)
+  t.equal(await store.reloadIfChanged(), true, 'a deleted file is a change: the reload fails and is reported')
+  t.match(await store.checkHealth(), { devices: 1, lastReloadError: { message: /ENOENT/ } })
+  t.equal(await store.reloadIfChanged(), false, 'still missing: not retried on every event')
+  await writeFile(path, THIRD)
+  t.equal(await store.reloadIfChanged(), true, 'back again: reloaded')
+  t.ok(await store.findDevice('pk', 'dev4'))
+})
+
+t.test('with watch on, a Kubernetes-style symlink swap of the mounted directory is reloaded', async (t) => {
+  // What kubelet does for a ConfigMap or Secret volume: devices.json -> ..data/devices.json,
+  // ..data -> ..v1, and an update renames a new ..data link (-> ..v2) over the old one.
+  const dir = t.testdir({ '..v1': { 'devices.json': FIRST }, '..v2': { 'devices.json': SECOND } })
+  await fs.promises.symlink('..v1', join(dir, '..data'))
+  await fs.promises.symlink(join('..data', 'devices.json'), join(dir, 'devices.json'))
+  const reloads = reloadRecorder()
+  const store = await createFileStore({ path: join(dir, 'devices.json'), watch: true, log: fakeLogger().log, debounceMs: 5, onReload: reloads.onReload })
+  t.teardown(() => store.close())
+  t.ok(await store.findDevice('pk', 'dev1'))
+  await fs.promises.symlink('..v2', join(dir, '..data_tmp'))
+  await rename(join(dir, '..data_tmp'), join(dir, '..data'))
+  await reloads.until(hasDevice(store, 'dev3'))
+  t.equal(await store.findDevice('pk', 'dev1'), undefined)
+  t.same(reloads.events, [undefined])
+})
+
+t.test('an unexpected parse failure is still reported as a DeviceFileError naming the path', async (t) => {
+  const real = await import('../../src/store/device-file.js')
+  const { createFileStore: createMocked } = await t.mockImport<typeof import('../../src/store/file-store.js')>('../../src/store/file-store.js', {
+    '../../src/store/device-file.js': { ...real, parseDeviceFile: async () => { throw new RangeError('Map maximum size exceeded') } }
+  })
+  const path = join(t.testdir({ 'devices.json': FIRST }), 'devices.json')
+  const err = await createMocked({ path, watch: false, log: fakeLogger().log }).catch((e: unknown) => e)
+  t.type(err, real.DeviceFileError)
+  t.equal((err as Error).message, `${path}: Map maximum size exceeded`)
 })
 
 t.test('a watcher error is logged as a warning and lookups go on', async (t) => {
