@@ -5,7 +5,7 @@ import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-z
 import type { DestinationStream } from 'pino'
 import type { Config } from './config.js'
 import errorHandler, { sendError } from './plugins/error-handler.js'
-import requestLog, { REDACT_PATHS, RequestLogController, genReqId } from './plugins/request-log.js'
+import requestLog, { REDACT_PATHS, RequestLogController, genReqId, serializeError } from './plugins/request-log.js'
 import storePlugin from './plugins/store.js'
 import swagger from './plugins/swagger.js'
 import healthRoutes from './routes/health.js'
@@ -45,6 +45,7 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
     logger: {
       level: config.logLevel,
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      serializers: { err: serializeError },
       ...(deps.logStream && { stream: deps.logStream })
     },
     logController,

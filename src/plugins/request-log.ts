@@ -33,6 +33,34 @@ export const REDACT_PATHS = [
   'body.deviceSecret', 'body.mqttPassword'
 ]
 
+/** The shape pino (and Fastify's types) expect of a serialized error. */
+export interface LoggedError {
+  [key: string]: unknown
+  type: string
+  message: string
+  stack: string
+}
+
+/** How deep a chain of `cause`s is followed in a log line. */
+const MAX_CAUSE_DEPTH = 5
+
+/**
+ * The `err` serializer: an error is logged as its type, message, code and stack, and its causes
+ * the same way, never with its other enumerable fields. A store error carrying the row it failed
+ * on, or credentials attached by a future change, cannot reach a log line through them.
+ */
+export function serializeError (err: unknown, depth = 0): LoggedError {
+  if (!(err instanceof Error)) return { type: typeof err, message: String(err), stack: '' }
+  const { code } = err as NodeJS.ErrnoException
+  return {
+    type: err.constructor.name,
+    message: err.message,
+    ...(typeof code === 'string' && { code }),
+    stack: String(err.stack),
+    ...(err.cause !== undefined && depth < MAX_CAUSE_DEPTH && { cause: serializeError(err.cause, depth + 1) })
+  }
+}
+
 /**
  * Replaces Fastify's "incoming request" + "request completed" pair with one line per request,
  * written when the response is finished. Fields: reqId, method, route, statusCode, durationMs,

@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { ERROR_STATUS } from '../../src/errors.js'
-import { RequestLogController, genReqId } from '../../src/plugins/request-log.js'
+import { RequestLogController, genReqId, serializeError, type LoggedError } from '../../src/plugins/request-log.js'
 import { EXAMPLE, EXAMPLE_SECRETS, brokenStore, buildTestApp, createLogSink, unavailableStore } from '../helper.js'
 
 const json = { 'content-type': 'application/json' }
@@ -116,4 +116,26 @@ t.test('the log controller writes the one line even on paths that bypass the err
     { method: 'GET', route: '/x', statusCode: 502, durationMs: 1.23, outcome: 'error' },
     { method: 'GET', route: '/x', statusCode: 204, durationMs: 0.5, outcome: 'ok' }
   ])
+})
+
+t.test('a logged error keeps its type, message, code, stack and causes, but none of its other fields', async (t) => {
+  const sink = createLogSink()
+  const app = await buildTestApp(t, { LOG_LEVEL: 'info' }, { logStream: sink.stream })
+  const inner = Object.assign(new Error('row failed'), { code: 'E_ROW', row: { deviceSecret: 'leak-row' } })
+  const err = Object.assign(new TypeError('outer', { cause: inner }), { device: { deviceSecret: 'leak-device' }, credentials: { mqttPassword: 'leak-pw' } })
+  app.log.error({ err }, 'store failed')
+  app.log.error({ err: 'a thrown string' }, 'odd')
+  const [line, odd] = sink.lines()
+  t.match(line, { err: { type: 'TypeError', message: 'outer', stack: /outer/, cause: { type: 'Error', message: 'row failed', code: 'E_ROW', stack: /row failed/ } } })
+  t.same(odd?.err, { type: 'string', message: 'a thrown string', stack: '' })
+  t.notMatch(sink.raw(), /leak-/)
+})
+
+t.test('a cycle of causes is cut after a few levels', async (t) => {
+  const a = new Error('a')
+  const b = new Error('b', { cause: a })
+  a.cause = b
+  let depth = 0
+  for (let node = serializeError(a); node.cause !== undefined; node = node.cause as LoggedError) depth++
+  t.equal(depth, 5)
 })
