@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import type { DestinationStream } from 'pino'
 import type { Config } from './config.js'
-import errorHandler, { sendError } from './plugins/error-handler.js'
+import errorHandler, { handleClientError, sendError } from './plugins/error-handler.js'
 import requestLog, { REDACT_PATHS, RequestLogController, genReqId, serializeError } from './plugins/request-log.js'
 import storePlugin from './plugins/store.js'
 import swagger from './plugins/swagger.js'
@@ -52,11 +52,17 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
     genReqId,
     bodyLimit: config.bodyLimit,
     requestTimeout: config.requestTimeoutMs,
-    connectionTimeout: config.requestTimeoutMs,
+    // Node checks request timeouts every connectionsCheckingInterval (30 s by default): check often
+    // enough that REQUEST_TIMEOUT_MS means what it says, and let the idle-socket cut come later, so
+    // a slow request gets its 408 instead of a silent close.
+    http: { connectionsCheckingInterval: Math.min(1000, config.requestTimeoutMs) },
+    connectionTimeout: 2 * config.requestTimeoutMs,
+    clientErrorHandler: handleClientError,
     keepAliveTimeout: config.keepAliveTimeoutMs,
     return503OnClosing: true,
     // Errors found before routing (a malformed URL) skip the usual completion log: write it here.
     frameworkErrors (err, request, reply) {
+      reply.header('x-request-id', request.id)
       sendError(err, request, reply)
       logController.requestCompleted(err, request, reply)
     }

@@ -8,10 +8,12 @@ export const EXAMPLE_STORE_FILE = fileURLToPath(new URL('../examples/devices.jso
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
-const port = (fallback: number) =>
-  z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).default(fallback)
-const millis = (fallback: number) =>
-  z.coerce.number({ error: 'must be a whole number of milliseconds from 1 to 3600000' }).int().min(1).max(3_600_000).default(fallback)
+/** A whole number written as plain digits (no `0x1F90`, `1e3` or blanks, which Number() would accept). */
+const whole = (message: string, min: number, max: number, fallback: number) =>
+  z.string().trim().regex(/^[0-9]{1,9}$/, message).transform(Number)
+    .pipe(z.number().min(min, message).max(max, message)).default(fallback)
+const port = (fallback: number, min = 0) => whole(`must be a port number from ${min} to 65535`, min, 65535, fallback)
+const millis = (fallback: number) => whole('must be a whole number of milliseconds from 1 to 3600000', 1, 3_600_000, fallback)
 const optionalText = z.string().trim().min(1).optional()
 
 /** Every variable the service reads. `.describe()` feeds the README's configuration table. */
@@ -35,15 +37,15 @@ export const envSchema = z.object({
     .describe(`Sign method used when a request names none: ${SIGN_METHOD_NAMES.join(', ')}.`),
   MQTT_HOST: z.string().trim().regex(/^[A-Za-z0-9.-]{1,253}$|^\[[0-9A-Fa-f:.]+\]$/, 'must be a host name or IP address').optional()
     .describe('Broker host returned with the credentials, e.g. mqtt-cn4.envisioniot.com. Unset: no broker object in responses.'),
-  MQTT_PORT: port(8883).describe('Broker port returned with the credentials.'),
+  MQTT_PORT: port(8883, 1).describe('Broker port returned with the credentials.'),
   MQTT_TLS: z.stringbool({ error: 'must be true or false' }).default(true)
     .describe('Whether MQTT_PORT speaks TLS (mqtts://). Set false for a plain-TCP port such as 11883.'),
-  MQTT_WEBSOCKET_URL: z.url({ protocol: /^wss?$/, error: 'must be a ws:// or wss:// URL' }).optional()
-    .describe('MQTT-over-WebSocket URL returned with the credentials, e.g. wss://mqtt-cn4.envisioniot.com:443/mqtt.'),
+  MQTT_WEBSOCKET_URL: z.url({ protocol: /^wss$/, error: 'must be a secure WebSocket URL (wss://)' }).optional()
+    .describe('MQTT-over-secure-WebSocket URL returned with the credentials, e.g. wss://mqtt-cn4.envisioniot.com:443/mqtt.'),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info').describe(`Log level: ${LOG_LEVELS.join(', ')}.`),
   AUTH_MODE: z.enum(['none'], { error: 'must be none: it is the only access mode in this version' }).default('none')
     .describe('Access control for the API. Only none (open: run it inside a private network) exists in this version.'),
-  BODY_LIMIT: z.coerce.number({ error: 'must be a whole number of bytes from 1024 to 16777216' }).int().min(1024).max(16 * 1024 * 1024).default(16 * 1024)
+  BODY_LIMIT: whole('must be a whole number of bytes from 1024 to 16777216', 1024, 16 * 1024 * 1024, 16 * 1024)
     .describe('Largest request body accepted, in bytes; larger ones get 413.'),
   REQUEST_TIMEOUT_MS: millis(10_000).describe('Time a client has to send a whole request.'),
   KEEP_ALIVE_TIMEOUT_MS: millis(72_000).describe('How long an idle keep-alive connection stays open.'),
@@ -67,6 +69,8 @@ export interface Config {
   shutdownTimeoutMs: number
 }
 
+const MQTT_DETAILS = ['MQTT_PORT', 'MQTT_TLS', 'MQTT_WEBSOCKET_URL'] as const
+
 /** Thrown by {@link loadConfig}; the message names every bad variable, one per line, never a value. */
 export class ConfigError extends Error {
   override name = 'ConfigError'
@@ -80,10 +84,12 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
   // An empty variable (`PORT=`) counts as unset, as in most shells' `${VAR:-default}`.
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''))
   const result = envSchema.safeParse(present)
-  if (!result.success) {
-    const lines = result.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`)
-    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`)
+  const lines = result.success ? [] : result.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`)
+  if (present.MQTT_HOST === undefined) {
+    // Broker settings without a broker would be silently ignored: say so instead.
+    for (const name of MQTT_DETAILS) if (present[name] !== undefined) lines.push(`  ${name}: has no effect without MQTT_HOST`)
   }
+  if (!result.success || lines.length > 0) throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`)
   const e = result.data
   return Object.freeze({
     port: e.PORT,

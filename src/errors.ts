@@ -20,6 +20,9 @@ export const ERROR_STATUS = {
 
 export type ErrorCode = keyof typeof ERROR_STATUS
 
+/** Retry-After (seconds) sent with every STORE_UNAVAILABLE answer, unless the thrower says otherwise. */
+export const STORE_RETRY_AFTER_SECONDS = 5
+
 /** One problem with one field of a request; `path` is dotted (`signMethod`, `devices.3.deviceKey`). */
 export interface ErrorDetail {
   path: string
@@ -51,7 +54,7 @@ export class AppError extends Error {
     this.code = code
     this.statusCode = options.status ?? ERROR_STATUS[code]
     this.details = options.details
-    this.retryAfter = options.retryAfter
+    this.retryAfter = options.retryAfter ?? (code === 'STORE_UNAVAILABLE' ? STORE_RETRY_AFTER_SECONDS : undefined)
   }
 }
 

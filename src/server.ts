@@ -1,5 +1,6 @@
 // Entrypoint: config from the environment -> app -> listen; graceful shutdown on SIGTERM/SIGINT, reload on SIGHUP.
 import closeWithGrace from 'close-with-grace'
+import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
 import { DeviceFileError } from './store/device-file.js'
@@ -8,8 +9,13 @@ import { DeviceFileError } from './store/device-file.js'
 const LAST_RESORT_MS = 2000
 
 async function main (): Promise<void> {
+  // SIGHUP means "reload the store". Until the store is up there is nothing to reload, but the
+  // signal must not kill the process (its default action) while a large file is still loading.
+  const running: { app?: FastifyInstance } = {}
+  process.on('SIGHUP', () => { running.app?.store.reload?.() })
   const config = loadConfig(process.env)
   const app = await buildApp(config)
+  running.app = app
   // SIGHUP means "reload the store" here, not "stop": keep it away from close-with-grace.
   closeWithGrace({ delay: config.shutdownTimeoutMs + LAST_RESORT_MS, logger: app.log, skip: ['SIGHUP'] }, async ({ signal, err }) => {
     /* c8 ignore next 2 -- reached only through an uncaught exception, i.e. a bug; no request can cause one */
@@ -24,9 +30,8 @@ async function main (): Promise<void> {
     clearTimeout(cut)
     app.log.info('stopped')
   })
-  // reload() reports its own failures (log line, /readyz) and never rejects.
-  process.on('SIGHUP', () => { app.store.reload?.() })
   await app.listen({ port: config.port, host: config.host })
+  app.log.warn({ authMode: config.authMode }, 'AUTH_MODE=none: anyone who can reach this port can get credentials; keep the service on a private network')
 }
 
 main().catch((err: unknown) => {

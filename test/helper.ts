@@ -59,7 +59,7 @@ export function createLogSink (): { stream: Writable, raw: () => string, lines: 
 /** A store whose backend is down: every call fails as a real adapter would report it. */
 export function unavailableStore (): DeviceStore {
   const down = (): never => {
-    throw new AppError('STORE_UNAVAILABLE', 'the device store is not reachable; retry shortly', { retryAfter: 5 })
+    throw new AppError('STORE_UNAVAILABLE', 'the device store is not reachable; retry shortly')
   }
   return { kind: 'fake', findDevice: async () => down(), checkHealth: async () => down(), close: async () => {} }
 }

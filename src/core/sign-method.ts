@@ -15,8 +15,6 @@ export const SIGN_METHODS = {
 } as const
 
 export type SignMethod = keyof typeof SIGN_METHODS
-export type Digest = (typeof SIGN_METHODS)[SignMethod]
-
 export const SIGN_METHOD_NAMES = Object.keys(SIGN_METHODS) as SignMethod[]
 
 /** The method EnOS's MQTT connection guide names; the default unless `SIGN_METHOD` says otherwise. */
@@ -40,6 +38,7 @@ export function normalizeSignMethod (name: string): SignMethod | undefined {
  * @throws AppError UNSUPPORTED_SIGN_METHOD, naming the supported methods.
  */
 export function resolveSignMethod (name: string): SignMethod {
+  if (isSignMethod(name)) return name
   const method = normalizeSignMethod(name)
   if (method === undefined) {
     throw new AppError('UNSUPPORTED_SIGN_METHOD',

@@ -1,6 +1,7 @@
 // The only place errors become HTTP responses: every error body has the same shape and a stable code.
 import { STATUS_CODES } from 'node:http'
-import type { FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
+import type { Duplex } from 'node:stream'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import fp from 'fastify-plugin'
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod'
 import { AppError, isAppError, type ErrorDetail } from '../errors.js'
@@ -72,6 +73,30 @@ export function sendError (err: FastifyError | Error, request: FastifyRequest, r
   if (appError.statusCode >= 500) request.log.error({ err }, 'request failed')
   if (appError.retryAfter !== undefined) reply.header('retry-after', String(appError.retryAfter))
   return reply.code(appError.statusCode).send(toErrorBody(appError))
+}
+
+const CLIENT_GONE = new Set(['ECONNRESET', 'HPE_INVALID_EOF_STATE'])
+
+const CLIENT_ERRORS: Record<number, string> = {
+  400: 'the request is not valid HTTP',
+  408: 'the request was not received in time (see REQUEST_TIMEOUT_MS)',
+  431: 'the request headers are too large'
+}
+
+/**
+ * Requests Node's HTTP parser refuses before Fastify sees them (a bad header, headers too large, a
+ * request too slow to arrive) get the same error body as every other error, and one log line.
+ */
+export function handleClientError (this: FastifyInstance, err: NodeJS.ErrnoException, socket: Duplex): void {
+  // A client that reset or closed mid-request has nobody left to answer, and is not worth a log line.
+  if (CLIENT_GONE.has(String(err.code)) || !socket.writable) {
+    socket.destroy()
+    return
+  }
+  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
+  const body = JSON.stringify(toErrorBody(new AppError('BAD_REQUEST', CLIENT_ERRORS[status] as string, { status })))
+  this.log.info({ statusCode: status, outcome: 'BAD_REQUEST', problem: err.code }, 'request completed')
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
 }
 
 export default fp(async function errorHandler (app) {

@@ -90,7 +90,8 @@ export class RequestLogController extends LogController {
 export default fp(async function requestLog (app) {
   app.decorateRequest('deviceRef', null)
   app.decorateRequest('outcome', null)
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    done()
   })
 }, { name: 'request-log', fastify: '5.x' })

@@ -1,7 +1,7 @@
 // GET /healthz (the process is alive) and GET /readyz (the store can answer lookups).
 import { z } from 'zod'
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
-import { isAppError } from '../errors.js'
+import { STORE_RETRY_AFTER_SECONDS, isAppError } from '../errors.js'
 import type { StoreHealth } from '../store/store.js'
 
 const storeHealthSchema = z.object({
@@ -48,7 +48,7 @@ const healthRoutes: FastifyPluginAsyncZod = async (app) => {
     }
     if (!store.ok) {
       request.outcome = 'STORE_UNAVAILABLE'
-      reply.code(503).header('retry-after', '5')
+      reply.code(503).header('retry-after', String(STORE_RETRY_AFTER_SECONDS))
     }
     return { status: store.ok ? 'ready' as const : 'unavailable' as const, store }
   })

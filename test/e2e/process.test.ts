@@ -78,6 +78,7 @@ t.test('npm start path: the server signs on the bundled example store and warns 
   t.equal(res.status, 200)
   t.equal(((await res.json()) as { mqttPassword: string }).mqttPassword, EXAMPLE_PASSWORDS.hmacsha1)
   t.match(server.output(), /serving the bundled example store/)
+  t.match(server.output(), /AUTH_MODE=none: anyone who can reach this port can get credentials/)
   server.child.kill('SIGTERM')
   t.same(await server.exit, [0, null])
 })

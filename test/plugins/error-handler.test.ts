@@ -52,8 +52,9 @@ t.test('an unknown route -> 404 ROUTE_NOT_FOUND in the same error shape', async 
 
 t.test('a malformed URL -> 400 BAD_REQUEST', async (t) => {
   const app = await buildTestApp(t)
-  const res = await app.inject({ method: 'GET', url: '/%zz' })
+  const res = await app.inject({ method: 'GET', url: '/%zz', headers: { 'x-request-id': 'bad-url-1' } })
   t.equal(res.statusCode, 400)
+  t.equal(res.headers['x-request-id'], 'bad-url-1')
   t.match(res.json(), { statusCode: 400, code: 'BAD_REQUEST', error: 'Bad Request' })
 })
 

@@ -91,3 +91,28 @@ t.test('every bad variable is named in one ConfigError, without its value', asyn
 t.test('AUTH_MODE accepts only none for now, with a reason', async (t) => {
   t.throws(() => loadConfig({ AUTH_MODE: 'apikey' }), { message: /AUTH_MODE: must be none/ })
 })
+
+t.test('numbers must be plain digits: no hex, exponents or blanks', async (t) => {
+  for (const value of [' ', '0x1F90', '1e3', '80.5', '-1', '8080abc']) {
+    t.throws(() => loadConfig({ PORT: value }), { message: /PORT: must be a port number from 0 to 65535/ }, JSON.stringify(value))
+  }
+  t.equal(loadConfig({ PORT: ' 9000 ' }).port, 9000, 'surrounding blanks are trimmed')
+  t.throws(() => loadConfig({ BODY_LIMIT: '16k' }), { message: /BODY_LIMIT: must be a whole number of bytes/ })
+})
+
+t.test('a broker port of 0 is refused, and the WebSocket URL must be wss://', async (t) => {
+  t.throws(() => loadConfig({ MQTT_HOST: 'h', MQTT_PORT: '0' }), { message: /MQTT_PORT: must be a port number from 1 to 65535/ })
+  t.throws(() => loadConfig({ MQTT_HOST: 'h', MQTT_WEBSOCKET_URL: 'ws://h/mqtt' }), { message: /MQTT_WEBSOCKET_URL: must be a secure WebSocket URL/ })
+})
+
+t.test('broker settings without MQTT_HOST are refused instead of silently ignored', async (t) => {
+  const err = t.throws(() => loadConfig({ MQTT_PORT: '11883', MQTT_TLS: 'false', MQTT_WEBSOCKET_URL: 'wss://h/mqtt' })) as Error
+  t.equal(err.message, [
+    'Invalid configuration:',
+    '  MQTT_PORT: has no effect without MQTT_HOST',
+    '  MQTT_TLS: has no effect without MQTT_HOST',
+    '  MQTT_WEBSOCKET_URL: has no effect without MQTT_HOST'
+  ].join('\n'))
+  const both = t.throws(() => loadConfig({ PORT: 'x', MQTT_TLS: 'false' })) as Error
+  t.match(both.message, /PORT: must be a port number[\s\S]*MQTT_TLS: has no effect without MQTT_HOST/, 'listed together with the other problems')
+})

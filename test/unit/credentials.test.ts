@@ -15,7 +15,7 @@ import {
   type SignInput
 } from '../../src/core/credentials.js'
 import { isValidClientId, isValidKey, isValidSecret, isValidTimestamp } from '../../src/core/fields.js'
-import { SIGN_METHOD_NAMES, type SignMethod } from '../../src/core/sign-method.js'
+import { SIGN_METHODS, SIGN_METHOD_NAMES, type SignMethod } from '../../src/core/sign-method.js'
 import { EXAMPLE, EXAMPLE_PASSWORDS } from '../helper.js'
 
 const EXAMPLE_CONTENT = 'clientId123deviceKeytestproductKey123timestamp1524448722000'
@@ -332,6 +332,17 @@ t.test('property: changing any one input to another valid value changes the pass
   t.doesNotThrow(() => fc.assert(fc.property(changeArb, ({ input, changed }) =>
     signCredentials(input).mqttPassword !== signCredentials(changed).mqttPassword
   ), RUNS))
+})
+
+t.test('property: changing the sign method changes mqttClientId, and the password exactly when the digest changes', async (t) => {
+  const methodArb = fc.constantFrom(...SIGN_METHOD_NAMES)
+  const changeArb = fc.tuple(inputArb, methodArb).filter(([input, method]) => method !== input.signMethod)
+  t.doesNotThrow(() => fc.assert(fc.property(changeArb, ([input, method]) => {
+    const before = signCredentials(input)
+    const after = signCredentials({ ...input, signMethod: method })
+    const sameDigest = SIGN_METHODS[method] === SIGN_METHODS[input.signMethod]
+    return before.mqttClientId !== after.mqttClientId && (before.mqttPassword === after.mqttPassword) === sameDigest
+  }), RUNS))
 })
 
 t.test('property: the password is upper-case hex of the digest length', async (t) => {
