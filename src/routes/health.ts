@@ -2,6 +2,7 @@
 import { z } from 'zod'
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { STORE_RETRY_AFTER_SECONDS, isAppError } from '../errors.js'
+import { errorResponses } from '../schemas/error.js'
 import type { StoreHealth } from '../store/store.js'
 
 const storeHealthSchema = z.object({
@@ -25,7 +26,7 @@ const healthRoutes: FastifyPluginAsyncZod = async (app) => {
       tags: ['health'],
       operationId: 'healthz',
       summary: 'Liveness: the process is up',
-      response: { 200: z.object({ status: z.literal('ok') }) }
+      response: { 200: z.object({ status: z.literal('ok') }), ...errorResponses(500) }
     }
   }, async () => ({ status: 'ok' as const }))
 
@@ -34,7 +35,7 @@ const healthRoutes: FastifyPluginAsyncZod = async (app) => {
       tags: ['health'],
       operationId: 'readyz',
       summary: 'Readiness: the device store is loaded and reachable',
-      response: { 200: readySchema, 503: readySchema }
+      response: { 200: readySchema, 503: readySchema, ...errorResponses(500) }
     }
   }, async (request, reply) => {
     let store: StoreHealth
