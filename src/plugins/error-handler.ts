@@ -4,18 +4,15 @@ import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import fp from 'fastify-plugin'
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod'
+import type { z } from 'zod'
 import { AppError, isAppError, type ErrorDetail } from '../errors.js'
+import type { errorBodySchema } from '../schemas/error.js'
+import { REQUEST_COMPLETED } from './request-log.js'
 
-export interface ErrorBody {
-  statusCode: number
-  code: string
-  error: string
-  message: string
-  details?: ErrorDetail[]
-}
+export type ErrorBody = z.infer<typeof errorBodySchema>
 
 /** Fastify's own client errors, given our stable codes and a message a person can act on. */
-const FASTIFY_ERRORS: Record<string, (err: FastifyError) => AppError> = {
+const FASTIFY_ERRORS: Record<string, () => AppError> = {
   FST_ERR_CTP_BODY_TOO_LARGE: () => new AppError('PAYLOAD_TOO_LARGE', 'request body is larger than this service accepts (see BODY_LIMIT)'),
   FST_ERR_CTP_INVALID_MEDIA_TYPE: () => new AppError('UNSUPPORTED_MEDIA_TYPE', 'send the request body as JSON with Content-Type: application/json'),
   FST_ERR_CTP_EMPTY_JSON_BODY: () => new AppError('MALFORMED_JSON', 'the request body is empty; send a JSON object'),
@@ -37,7 +34,7 @@ export function toAppError (err: FastifyError | Error): AppError {
   }
   const code = 'code' in err ? err.code : undefined
   const known = code === undefined ? undefined : FASTIFY_ERRORS[code]
-  if (known !== undefined) return known(err as FastifyError)
+  if (known !== undefined) return known()
   const status = 'statusCode' in err ? err.statusCode : undefined
   if (typeof status === 'number' && status >= 400 && status < 500) {
     // Another client error from the HTTP layer (bad Content-Length, prototype poisoning, ...):
@@ -95,7 +92,7 @@ export function handleClientError (this: FastifyInstance, err: NodeJS.ErrnoExcep
   }
   const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
   const body = JSON.stringify(toErrorBody(new AppError('BAD_REQUEST', CLIENT_ERRORS[status] as string, { status })))
-  this.log.info({ statusCode: status, outcome: 'BAD_REQUEST', problem: err.code }, 'request completed')
+  this.log.info({ statusCode: status, outcome: 'BAD_REQUEST', problem: err.code }, REQUEST_COMPLETED)
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
 }
 

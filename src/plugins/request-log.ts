@@ -15,6 +15,9 @@ declare module 'fastify' {
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
+/** The message of the one log line written per request, wherever it is written. */
+export const REQUEST_COMPLETED = 'request completed'
+
 /** Takes a caller's X-Request-Id when it is a plain token (it goes into logs), else a new UUID. */
 export function genReqId (req: IncomingMessage): string {
   const given = req.headers['x-request-id']
@@ -71,7 +74,7 @@ export class RequestLogController extends LogController {
 
   /** Fastify answers 503 by itself to a request that arrives while the server closes. */
   override serviceUnavailable (logger: FastifyBaseLogger): void {
-    logger.info({ statusCode: 503, outcome: 'SHUTTING_DOWN' }, 'request completed')
+    logger.info({ statusCode: 503, outcome: 'SHUTTING_DOWN' }, REQUEST_COMPLETED)
   }
 
   override requestCompleted (_error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
@@ -83,7 +86,7 @@ export class RequestLogController extends LogController {
       ...request.deviceRef,
       // Every error path sets an outcome; the status-based fallback is for one that might not.
       outcome: request.outcome ?? (reply.statusCode < 400 ? 'ok' : 'error')
-    }, 'request completed')
+    }, REQUEST_COMPLETED)
   }
 }
 
