@@ -5,6 +5,8 @@ import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-z
 import type { DestinationStream } from 'pino'
 import type { Config } from './config.js'
 import errorHandler, { handleClientError, sendError } from './plugins/error-handler.js'
+import connections from './plugins/connections.js'
+import requestGuard from './plugins/request-guard.js'
 import requestLog, { REDACT_PATHS, RequestLogController, genReqId, serializeError } from './plugins/request-log.js'
 import storePlugin from './plugins/store.js'
 import swagger from './plugins/swagger.js'
@@ -41,6 +43,7 @@ export function brokerFromConfig (mqtt: Config['mqtt']): Broker | undefined {
 
 export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): Promise<FastifyInstance> {
   const logController = new RequestLogController()
+  const checkEvery = Math.min(1000, Math.ceil(config.requestTimeoutMs / 4))
   const app = Fastify({
     logger: {
       level: config.logLevel,
@@ -52,14 +55,25 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
     genReqId,
     bodyLimit: config.bodyLimit,
     requestTimeout: config.requestTimeoutMs,
-    // Node checks request timeouts every connectionsCheckingInterval (30 s by default): check often
-    // enough that REQUEST_TIMEOUT_MS means what it says, and let the idle-socket cut come later, so
-    // a slow request gets its 408 instead of a silent close.
-    http: { connectionsCheckingInterval: Math.min(1000, config.requestTimeoutMs) },
-    connectionTimeout: 2 * config.requestTimeoutMs,
+    http: {
+      // Node reads these two only when the server is created (Fastify sets requestTimeout later,
+      // which Node then ignores): the whole request, headers and body, must arrive within
+      // REQUEST_TIMEOUT_MS, and so must the headers alone (Node's own default would be 60 s).
+      requestTimeout: config.requestTimeoutMs,
+      headersTimeout: config.requestTimeoutMs,
+      // Node checks those timeouts every connectionsCheckingInterval (30 s by default): check often
+      // enough that REQUEST_TIMEOUT_MS means what it says.
+      connectionsCheckingInterval: checkEvery,
+      // Node's own check answers an empty 400 that nobody logs; the request guard answers instead.
+      requireHostHeader: false
+    },
+    // The idle-socket cut comes well after the request timeout has been noticed (within checkEvery),
+    // so a slow request always gets its 408 and a log line instead of a silent close.
+    connectionTimeout: 2 * config.requestTimeoutMs + checkEvery,
     clientErrorHandler: handleClientError,
     keepAliveTimeout: config.keepAliveTimeoutMs,
-    return503OnClosing: true,
+    // Requests that arrive while closing get the standard error body from the request guard instead of Fastify's plain 503.
+    return503OnClosing: false,
     // Errors found before routing (a malformed URL) skip the usual completion log: write it here.
     frameworkErrors (err, request, reply) {
       reply.header('x-request-id', request.id)
@@ -76,6 +90,8 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
   await app.register(swagger, { version })
   await app.register(errorHandler)
   await app.register(requestLog)
+  await app.register(connections, { maxConnections: config.maxConnections })
+  await app.register(requestGuard)
   await app.register(storePlugin, { config, store: deps.store })
   await app.register(healthRoutes)
   await app.register(signRoute, {

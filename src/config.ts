@@ -1,4 +1,5 @@
 // Configuration: one zod schema over the environment, validated once at startup.
+import { isIP } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
 import { DEFAULT_SIGN_METHOD, SIGN_METHOD_NAMES, normalizeSignMethod, type SignMethod } from './core/sign-method.js'
@@ -9,22 +10,58 @@ export const EXAMPLE_STORE_FILE = fileURLToPath(new URL('../examples/devices.jso
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
 /** A whole number written as plain digits (no `0x1F90`, `1e3` or blanks, which Number() would accept). */
-const whole = (message: string, min: number, max: number, fallback: number) =>
-  z.string().trim().regex(/^[0-9]{1,9}$/, message).transform(Number)
-    .pipe(z.number().min(min, message).max(max, message)).default(fallback)
+const wholeNumber = (message: string, min: number, max: number) =>
+  z.string().trim().regex(/^[0-9]{1,9}$/, message).transform(Number).pipe(z.number().min(min, message).max(max, message))
+const whole = (message: string, min: number, max: number, fallback: number) => wholeNumber(message, min, max).default(fallback)
 const port = (fallback: number, min = 0) => whole(`must be a port number from ${min} to 65535`, min, 65535, fallback)
-const millis = (fallback: number) => whole('must be a whole number of milliseconds from 1 to 3600000', 1, 3_600_000, fallback)
+const millis = (fallback: number, min = 1) => whole(`must be a whole number of milliseconds from ${min} to 3600000`, min, 3_600_000, fallback)
 const optionalText = z.string().trim().min(1).optional()
+
+/** A DNS name (RFC 1123 labels) or an IP address: `localhost:8080` or `http://x` are mistakes, not names. */
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/
+
+/** Characters that have no place in a URL handed to devices as it is (the URL parser would quietly escape them). */
+const URL_UNSAFE = /[^\x21-\x7e]|["'<>`{}|\\^]/
+
+function parseUrl (value: string): URL | undefined {
+  try {
+    return new URL(value)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The secure WebSocket URL returned to devices: `wss://` with a host and no credentials, given
+ * back in the URL parser's normal form. Spaces, quotes or angle brackets are refused rather than
+ * escaped, since they are always a typo in a deployment's configuration.
+ */
+const websocketUrl = z.string().trim().transform((value, ctx) => {
+  // The URL parser reads `wss:///mqtt` as host `mqtt`: insist the host is written where it belongs.
+  const url = URL_UNSAFE.test(value) || !/^wss:\/\/[^/?#]/i.test(value) ? undefined : parseUrl(value)
+  if (url === undefined || url.username !== '' || url.password !== '') {
+    ctx.addIssue({ code: 'custom', message: 'must be a secure WebSocket URL (wss://host[:port]/path) without spaces, quotes, angle brackets or credentials' })
+    return z.NEVER
+  }
+  return url.href
+})
 
 /** Every variable the service reads. `.describe()` feeds the README's configuration table. */
 export const envSchema = z.object({
   PORT: port(8080).describe('TCP port the HTTP API listens on.'),
-  HOST: z.string().trim().min(1).default('127.0.0.1')
+  HOST: z.string().trim().refine((value) => isIP(value) !== 0 || HOST_NAME.test(value), 'must be an IP address or a host name (no port, no scheme)')
+    .default('127.0.0.1')
     .describe('Address to bind. The Docker image sets 0.0.0.0.'),
   STORE_FILE: optionalText
     .describe('Device store: a .json or .csv file of productKey, deviceKey, deviceSecret[, enabled]. Default: the bundled examples/devices.json.'),
   STORE_WATCH: z.stringbool({ error: 'must be true or false' }).default(true)
     .describe('Reload STORE_FILE when it changes on disk (it is also reloaded on SIGHUP).'),
+  STORE_SETTLE_MS: millis(1000, 0)
+    .describe('A changed STORE_FILE is reloaded by itself only once it has stayed unchanged this long (writers write in pieces).'),
+  STORE_POLL_MS: millis(2000, 100)
+    .describe('How often the version of STORE_FILE is checked besides watching it; this catches changes where a watch cannot be kept.'),
+  STORE_MAX_SHRINK_PERCENT: whole('must be a whole number from 0 to 100', 0, 100, 0)
+    .describe('A reload by itself that would remove more than this percentage of the devices is held (shown in /readyz) until SIGHUP.'),
   SIGN_METHOD: z.string().default(DEFAULT_SIGN_METHOD)
     .transform((value, ctx) => {
       const method = normalizeSignMethod(value)
@@ -40,11 +77,13 @@ export const envSchema = z.object({
   MQTT_PORT: port(8883, 1).describe('Broker port returned with the credentials.'),
   MQTT_TLS: z.stringbool({ error: 'must be true or false' }).default(true)
     .describe('Whether MQTT_PORT speaks TLS (mqtts://). Set false for a plain-TCP port such as 11883.'),
-  MQTT_WEBSOCKET_URL: z.url({ protocol: /^wss$/, error: 'must be a secure WebSocket URL (wss://)' }).optional()
-    .describe('MQTT-over-secure-WebSocket URL returned with the credentials, e.g. wss://mqtt-cn4.envisioniot.com:443/mqtt.'),
+  MQTT_WEBSOCKET_URL: websocketUrl.optional()
+    .describe('MQTT-over-secure-WebSocket URL returned with the credentials, e.g. wss://mqtt-cn4.envisioniot.com/mqtt.'),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info').describe(`Log level: ${LOG_LEVELS.join(', ')}.`),
   AUTH_MODE: z.enum(['none'], { error: 'must be none: it is the only access mode in this version' }).default('none')
     .describe('Access control for the API. Only none (open: run it inside a private network) exists in this version.'),
+  MAX_CONNECTIONS: wholeNumber('must be a whole number from 1 to 1000000', 1, 1_000_000).optional()
+    .describe('Most connections open at once; more are closed as they arrive. Default: the open-file limit minus 128.'),
   BODY_LIMIT: whole('must be a whole number of bytes from 1024 to 16777216', 1024, 16 * 1024 * 1024, 16 * 1024)
     .describe('Largest request body accepted, in bytes; larger ones get 413.'),
   REQUEST_TIMEOUT_MS: millis(10_000).describe('Time a client has to send a whole request.'),
@@ -59,10 +98,14 @@ export interface Config {
   storeFile: string
   isExampleStore: boolean
   storeWatch: boolean
+  storeSettleMs: number
+  storePollMs: number
+  storeMaxShrinkPercent: number
   signMethod: SignMethod
   mqtt: { host: string, port: number, tls: boolean, websocketUrl: string | undefined } | undefined
   logLevel: (typeof LOG_LEVELS)[number]
   authMode: 'none'
+  maxConnections: number | undefined
   bodyLimit: number
   requestTimeoutMs: number
   keepAliveTimeoutMs: number
@@ -97,12 +140,16 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
     storeFile: e.STORE_FILE ?? EXAMPLE_STORE_FILE,
     isExampleStore: e.STORE_FILE === undefined,
     storeWatch: e.STORE_WATCH,
+    storeSettleMs: e.STORE_SETTLE_MS,
+    storePollMs: e.STORE_POLL_MS,
+    storeMaxShrinkPercent: e.STORE_MAX_SHRINK_PERCENT,
     signMethod: e.SIGN_METHOD,
     mqtt: e.MQTT_HOST === undefined
       ? undefined
       : Object.freeze({ host: e.MQTT_HOST, port: e.MQTT_PORT, tls: e.MQTT_TLS, websocketUrl: e.MQTT_WEBSOCKET_URL }),
     logLevel: e.LOG_LEVEL,
     authMode: e.AUTH_MODE,
+    maxConnections: e.MAX_CONNECTIONS,
     bodyLimit: e.BODY_LIMIT,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS,

@@ -12,16 +12,43 @@ export const ERROR_STATUS = {
   DEVICE_DISABLED: 403,
   DEVICE_NOT_FOUND: 404,
   ROUTE_NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  REQUEST_TIMEOUT: 408,
+  PRECONDITION_FAILED: 412,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  RANGE_NOT_SATISFIABLE: 416,
+  EXPECTATION_FAILED: 417,
+  HEADERS_TOO_LARGE: 431,
   INTERNAL: 500,
-  STORE_UNAVAILABLE: 503
+  STORE_UNAVAILABLE: 503,
+  SHUTTING_DOWN: 503
 } as const
 
 export type ErrorCode = keyof typeof ERROR_STATUS
 
 /** Retry-After (seconds) sent with every STORE_UNAVAILABLE answer, unless the thrower says otherwise. */
 export const STORE_RETRY_AFTER_SECONDS = 5
+
+/** Retry-After (seconds) sent while the service shuts down: another replica, or this one restarted, can answer. */
+export const SHUTDOWN_RETRY_AFTER_SECONDS = 1
+
+/**
+ * The code that answers a client error found by the HTTP layer itself (Node's parser, Fastify,
+ * the static files of /docs), by its status. A status not listed is answered as 400 BAD_REQUEST.
+ */
+export const HTTP_LAYER_CODES: Readonly<Record<number, ErrorCode>> = {
+  400: 'BAD_REQUEST',
+  404: 'ROUTE_NOT_FOUND',
+  405: 'METHOD_NOT_ALLOWED',
+  408: 'REQUEST_TIMEOUT',
+  412: 'PRECONDITION_FAILED',
+  413: 'PAYLOAD_TOO_LARGE',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+  416: 'RANGE_NOT_SATISFIABLE',
+  417: 'EXPECTATION_FAILED',
+  431: 'HEADERS_TOO_LARGE'
+}
 
 /** One problem with one field of a request; `path` is dotted (`signMethod`, `devices.3.deviceKey`). */
 export interface ErrorDetail {
@@ -33,8 +60,8 @@ export interface AppErrorOptions {
   details?: ErrorDetail[]
   /** Seconds, sent as the Retry-After header (only meaningful on 503). */
   retryAfter?: number
-  /** Overrides the table's status; only for BAD_REQUEST, which keeps the HTTP layer's own 4xx. */
-  status?: number
+  /** Response headers the error needs (`Allow` on 405). */
+  headers?: Record<string, string>
   cause?: unknown
 }
 
@@ -47,15 +74,22 @@ export class AppError extends Error {
   readonly statusCode: number
   readonly details: ErrorDetail[] | undefined
   readonly retryAfter: number | undefined
+  readonly headers: Record<string, string> | undefined
 
   constructor (code: ErrorCode, message: string, options: AppErrorOptions = {}) {
     super(message, { cause: options.cause })
     this.name = 'AppError'
     this.code = code
-    this.statusCode = options.status ?? ERROR_STATUS[code]
+    this.statusCode = ERROR_STATUS[code]
     this.details = options.details
-    this.retryAfter = options.retryAfter ?? (code === 'STORE_UNAVAILABLE' ? STORE_RETRY_AFTER_SECONDS : undefined)
+    this.retryAfter = options.retryAfter ?? DEFAULT_RETRY_AFTER[code]
+    this.headers = options.headers
   }
+}
+
+const DEFAULT_RETRY_AFTER: Partial<Record<ErrorCode, number>> = {
+  STORE_UNAVAILABLE: STORE_RETRY_AFTER_SECONDS,
+  SHUTTING_DOWN: SHUTDOWN_RETRY_AFTER_SECONDS
 }
 
 export function isAppError (err: unknown): err is AppError {

@@ -12,7 +12,7 @@ export const MAX_SECRET_LENGTH = 256
 export const KEY_RULE = '1-64 characters from A-Z a-z 0-9 _ . : % -'
 export const CLIENT_ID_RULE = '1-64 printable ASCII characters, without |'
 export const TIMESTAMP_RULE = 'epoch milliseconds as a string of 1-20 digits'
-export const SECRET_RULE = `a non-empty string of at most ${MAX_SECRET_LENGTH} characters (well-formed Unicode)`
+export const SECRET_RULE = `a non-empty string of at most ${MAX_SECRET_LENGTH} characters (well-formed Unicode, no control characters)`
 
 export function isValidKey (value: string): boolean {
   return KEY_PATTERN.test(value)
@@ -26,10 +26,18 @@ export function isValidTimestamp (value: string): boolean {
   return TIMESTAMP_PATTERN.test(value)
 }
 
-/** With the u flag only unpaired surrogates match (a pair is read as one code point). */
-const LONE_SURROGATE = /\p{Surrogate}/u
+/**
+ * Control characters (Unicode Cc: C0 with NUL, TAB, CR and LF; DEL; C1) and, with the u flag,
+ * unpaired surrogates only (a pair is read as one code point).
+ */
+const NOT_IN_SECRET = /[\p{Cc}\p{Surrogate}]/u
 
-/** Lone surrogates are refused: UTF-8 encoding would turn different secrets into the same bytes. */
+/**
+ * A secret is 1-MAX_SECRET_LENGTH UTF-16 units of well-formed Unicode without control characters.
+ * Lone surrogates are refused because UTF-8 encoding would turn different secrets into the same
+ * bytes; control characters because no issued secret has one: a stray CR, TAB or NUL comes from a
+ * broken export or a wrong file, and would sign with a secret the device does not hold.
+ */
 export function isValidSecret (value: string): boolean {
-  return value.length > 0 && value.length <= MAX_SECRET_LENGTH && !LONE_SURROGATE.test(value)
+  return value.length > 0 && value.length <= MAX_SECRET_LENGTH && !NOT_IN_SECRET.test(value)
 }

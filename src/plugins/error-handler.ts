@@ -1,15 +1,18 @@
 // The only place errors become HTTP responses: every error body has the same shape and a stable code.
-import { STATUS_CODES } from 'node:http'
+import { randomUUID } from 'node:crypto'
+import { STATUS_CODES, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import fp from 'fastify-plugin'
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod'
 import type { z } from 'zod'
-import { AppError, isAppError, type ErrorDetail } from '../errors.js'
+import { AppError, HTTP_LAYER_CODES, isAppError, type ErrorDetail } from '../errors.js'
 import type { errorBodySchema } from '../schemas/error.js'
 import { REQUEST_COMPLETED } from './request-log.js'
 
 export type ErrorBody = z.infer<typeof errorBodySchema>
+
+const REQUEST_TIMEOUT_MESSAGE = 'the request was not received in time (see REQUEST_TIMEOUT_MS)'
 
 /** Fastify's own client errors, given our stable codes and a message a person can act on. */
 const FASTIFY_ERRORS: Record<string, () => AppError> = {
@@ -17,7 +20,8 @@ const FASTIFY_ERRORS: Record<string, () => AppError> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: () => new AppError('UNSUPPORTED_MEDIA_TYPE', 'send the request body as JSON with Content-Type: application/json'),
   FST_ERR_CTP_EMPTY_JSON_BODY: () => new AppError('MALFORMED_JSON', 'the request body is empty; send a JSON object'),
   FST_ERR_CTP_INVALID_JSON_BODY: () => new AppError('MALFORMED_JSON', 'the request body is not valid JSON'),
-  FST_ERR_BAD_URL: () => new AppError('BAD_REQUEST', 'the request URL is not valid')
+  FST_ERR_BAD_URL: () => new AppError('BAD_REQUEST', 'the request URL is not valid'),
+  ERR_HTTP_REQUEST_TIMEOUT: () => new AppError('REQUEST_TIMEOUT', REQUEST_TIMEOUT_MESSAGE)
 }
 
 /**
@@ -35,13 +39,26 @@ export function toAppError (err: FastifyError | Error): AppError {
   const code = 'code' in err ? err.code : undefined
   const known = code === undefined ? undefined : FASTIFY_ERRORS[code]
   if (known !== undefined) return known()
-  const status = 'statusCode' in err ? err.statusCode : undefined
-  if (typeof status === 'number' && status >= 400 && status < 500) {
-    // Another client error from the HTTP layer (bad Content-Length, prototype poisoning, ...):
-    // keep its status and its message, which describes the request, not the server.
-    return new AppError('BAD_REQUEST', err.message, { status })
-  }
+  const status = 'statusCode' in err ? err.statusCode : 'status' in err ? err.status : undefined
+  if (typeof status === 'number' && status >= 400 && status < 500) return httpLayerError(status, err.message)
   return new AppError('INTERNAL', 'internal error; the request id in the logs tells what happened', { cause: err })
+}
+
+/**
+ * Another client error of the HTTP layer (a bad Content-Length, a Range the /docs files cannot
+ * serve, ...): the code its status has in the table, and its message, which describes the
+ * request, not the server. A 403 of the static files (a `..` in the path) is a path that does
+ * not exist as far as the client is concerned.
+ */
+function httpLayerError (status: number, message: string): AppError {
+  if (status === 403 || status === 404) return new AppError('ROUTE_NOT_FOUND', 'no such path; see /docs')
+  return new AppError(HTTP_LAYER_CODES[status] ?? 'BAD_REQUEST', HTTP_LAYER_MESSAGES[status] ?? message)
+}
+
+/** Clearer words than the static file server's bare reason phrases. */
+const HTTP_LAYER_MESSAGES: Record<number, string> = {
+  412: 'the file is not the version If-Match or If-Unmodified-Since names; fetch it again without them',
+  416: 'the Range header asks for bytes the file does not have'
 }
 
 /** One detail per field; zod reports all unknown fields in one issue at the parent's path. */
@@ -58,7 +75,8 @@ export function toErrorBody (err: AppError): ErrorBody {
   return {
     statusCode: err.statusCode,
     code: err.code,
-    error: STATUS_CODES[err.statusCode] ?? 'Error',
+    // Every status in the error table has a reason phrase.
+    error: String(STATUS_CODES[err.statusCode]),
     message: err.message,
     ...(err.details && { details: err.details })
   }
@@ -69,20 +87,28 @@ export function sendError (err: FastifyError | Error, request: FastifyRequest, r
   request.outcome = appError.code
   if (appError.statusCode >= 500) request.log.error({ err }, 'request failed')
   if (appError.retryAfter !== undefined) reply.header('retry-after', String(appError.retryAfter))
+  if (appError.headers !== undefined) reply.headers(appError.headers)
   return reply.code(appError.statusCode).send(toErrorBody(appError))
 }
 
 const CLIENT_GONE = new Set(['ECONNRESET', 'HPE_INVALID_EOF_STATE'])
 
-const CLIENT_ERRORS: Record<number, string> = {
-  400: 'the request is not valid HTTP',
-  408: 'the request was not received in time (see REQUEST_TIMEOUT_MS)',
-  431: 'the request headers are too large'
+/** The answers to requests Node's parser refuses, by the parser's error code; anything else is 400. */
+const CLIENT_ERRORS: Record<string, () => AppError> = {
+  HPE_HEADER_OVERFLOW: () => new AppError('HEADERS_TOO_LARGE', 'the request headers are too large'),
+  ERR_HTTP_REQUEST_TIMEOUT: () => new AppError('REQUEST_TIMEOUT', REQUEST_TIMEOUT_MESSAGE)
+}
+
+/** What Node's http server keeps on a socket: the response in flight on it, and its request. */
+interface HttpSocket extends Duplex {
+  _httpMessage?: ServerResponse | null
 }
 
 /**
  * Requests Node's HTTP parser refuses before Fastify sees them (a bad header, headers too large, a
  * request too slow to arrive) get the same error body as every other error, and one log line.
+ * When a request's body is too slow, Fastify is already reading it: the timeout is handed to that
+ * read, so the answer and its log line come from Fastify's own error path, as for any error.
  */
 export function handleClientError (this: FastifyInstance, err: NodeJS.ErrnoException, socket: Duplex): void {
   // A client that reset or closed mid-request has nobody left to answer, and is not worth a log line.
@@ -90,10 +116,44 @@ export function handleClientError (this: FastifyInstance, err: NodeJS.ErrnoExcep
     socket.destroy()
     return
   }
-  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
-  const body = JSON.stringify(toErrorBody(new AppError('BAD_REQUEST', CLIENT_ERRORS[status] as string, { status })))
-  this.log.info({ statusCode: status, outcome: 'BAD_REQUEST', problem: err.code }, REQUEST_COMPLETED)
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+  const inFlight = (socket as HttpSocket)._httpMessage
+  if (inFlight != null) {
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && !inFlight.headersSent && inFlight.req.listenerCount('error') > 0) {
+      inFlight.req.emit('error', err)
+    } else {
+      // An answer is on its way already, or its route does not read the body: nothing correct can be added.
+      socket.destroy()
+    }
+    return
+  }
+  const appError = CLIENT_ERRORS[String(err.code)]?.() ?? new AppError('BAD_REQUEST', 'the request is not valid HTTP')
+  const { rawPacket, bytesParsed } = err as ParserError
+  const unread = rawPacket instanceof Buffer && typeof bytesParsed === 'number' ? rawPacket.length - bytesParsed : 0
+  writeRawError(this, socket, appError, {
+    problem: err.code,
+    // The connection is closed after the answer: say so, and whether requests sent behind this one were lost with it.
+    connection: 'closed',
+    ...(unread > 0 && { unreadBytes: unread, note: 'bytes sent after the refused request (pipelined requests included) were not processed' })
+  })
+}
+
+/** What Node's parser attaches to the error it reports. */
+interface ParserError extends NodeJS.ErrnoException {
+  rawPacket?: unknown
+  bytesParsed?: unknown
+}
+
+/**
+ * Answers on a bare socket (no Fastify request exists) with the usual error body, a request id
+ * and `Connection: close`, and writes the one log line of that request.
+ */
+export function writeRawError (app: FastifyInstance, socket: Duplex, appError: AppError, logFields: Record<string, unknown> = {}): void {
+  const reqId = randomUUID()
+  const body = JSON.stringify(toErrorBody(appError))
+  const extra = Object.entries(appError.headers ?? {}).map(([name, value]) => `${name}: ${value}\r\n`).join('')
+  app.log.info({ reqId, statusCode: appError.statusCode, outcome: appError.code, ...logFields }, REQUEST_COMPLETED)
+  socket.end(`HTTP/1.1 ${appError.statusCode} ${STATUS_CODES[appError.statusCode]}\r\nContent-Type: application/json\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${reqId}\r\n${extra}Connection: close\r\n\r\n${body}`)
 }
 
 export default fp(async function errorHandler (app) {

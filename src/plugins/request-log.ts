@@ -1,7 +1,7 @@
 // One JSON log line per request (instead of Fastify's two), with the device and the outcome.
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify'
+import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 
 declare module 'fastify' {
@@ -71,11 +71,6 @@ export function serializeError (err: unknown, depth = 0): LoggedError {
  */
 export class RequestLogController extends LogController {
   override incomingRequest (): void {}
-
-  /** Fastify answers 503 by itself to a request that arrives while the server closes. */
-  override serviceUnavailable (logger: FastifyBaseLogger): void {
-    logger.info({ statusCode: 503, outcome: 'SHUTTING_DOWN' }, REQUEST_COMPLETED)
-  }
 
   override requestCompleted (_error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     request.log.info({

@@ -19,7 +19,14 @@ export interface StorePluginOptions {
 
 async function storePlugin (app: FastifyInstance, { config, store }: StorePluginOptions): Promise<void> {
   const log = app.log.child({ component: 'store' })
-  const deviceStore = store ?? await createFileStore({ path: config.storeFile, watch: config.storeWatch, log })
+  const deviceStore = store ?? await createFileStore({
+    path: config.storeFile,
+    watch: config.storeWatch,
+    settleMs: config.storeSettleMs,
+    pollMs: config.storePollMs,
+    maxShrinkPercent: config.storeMaxShrinkPercent,
+    log
+  })
   if (config.isExampleStore && store === undefined) {
     log.warn({ path: config.storeFile }, 'serving the bundled example store: set STORE_FILE to your own devices')
   }

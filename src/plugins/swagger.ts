@@ -52,7 +52,7 @@ async function swaggerPlugin (app: FastifyInstance, opts: { version: string }): 
     transform: jsonSchemaTransform,
     transformObject: (doc) => pruneUnusedSchemas(jsonSchemaTransformObject(doc))
   })
-  await app.register(swaggerUi, { routePrefix: '/docs', logLevel: 'warn' })
+  await app.register(swaggerUi, { routePrefix: '/docs' })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 }
 

@@ -12,7 +12,9 @@ const storeHealthSchema = z.object({
   devices: z.number().int().optional(),
   loadedAt: z.string().optional(),
   lastReloadError: z.object({ message: z.string(), at: z.string() }).optional()
-    .describe('The last reload that failed; the data loaded at loadedAt is still served.')
+    .describe('The last reload that failed; the data loaded at loadedAt is still served.'),
+  heldReload: z.object({ message: z.string(), devices: z.number().int(), removed: z.number().int(), at: z.string() }).optional()
+    .describe('A changed file not applied by itself because it would remove too many devices (STORE_MAX_SHRINK_PERCENT); SIGHUP applies it.')
 }).meta({ id: 'StoreHealth' })
 
 const readySchema = z.object({

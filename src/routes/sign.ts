@@ -21,7 +21,7 @@ const signRoute: FastifyPluginAsyncZod<SignRouteOptions> = async (app, { default
       summary: 'Sign MQTT CONNECT credentials for one device',
       description: 'Looks up the deviceSecret of productKey/deviceKey in the store and returns mqttClientId, mqttUsername and mqttPassword.',
       body: signRequestSchema,
-      response: { 200: credentialsSchema, ...errorResponses(400, 403, 404, 413, 415, 500, 503) }
+      response: { 200: credentialsSchema, ...errorResponses(400, 403, 404, 408, 413, 415, 500, 503) }
     }
   }, async (request) => {
     const { productKey, deviceKey, clientId = deviceKey, timestamp, signMethod } = request.body

@@ -21,6 +21,8 @@ export interface StoreHealth {
   loadedAt?: string
   /** The last reload that failed after the data now served was loaded (the old data stays in use). */
   lastReloadError?: { message: string, at: string }
+  /** A new version that was not applied by itself because it would remove too many devices (the old data stays in use). */
+  heldReload?: { message: string, devices: number, removed: number, at: string }
 }
 
 /**
@@ -33,7 +35,7 @@ export interface DeviceStore {
   findDevice (productKey: string, deviceKey: string): Promise<Device | undefined>
   checkHealth (): Promise<StoreHealth>
   /** Re-reads the source (SIGHUP). A failed reload keeps the old data and is reported by checkHealth. */
-  reload? (): Promise<void>
+  reload? (): Promise<unknown>
   close (): Promise<void>
 }
 

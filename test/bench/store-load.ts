@@ -5,7 +5,7 @@
 // Environment overrides: BENCH_STORE_DEVICES (1000000), BENCH_STORE_PRODUCTS (100).
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomFillSync } from 'node:crypto'
-import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
@@ -103,11 +103,15 @@ async function child (path: string): Promise<void> {
       lastTick = now
     }
   }
+  // A new mtime makes it another version of the file: an unchanged one would not be parsed again.
+  const later = new Date(Date.now() + 1000)
+  utimesSync(path, later, later)
   delay.enable()
   const servingDone = serve()
   const t2 = performance.now()
-  await store.reload()
+  const outcome = await store.reload()
   const reloadMs = performance.now() - t2
+  if (outcome !== 'reloaded') throw new Error(`reload() did not reload: ${outcome}`)
   state.serving = false
   await servingDone
   delay.disable()

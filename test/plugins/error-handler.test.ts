@@ -45,9 +45,40 @@ t.test('a body over BODY_LIMIT -> 413 PAYLOAD_TOO_LARGE', async (t) => {
 
 t.test('an unknown route -> 404 ROUTE_NOT_FOUND in the same error shape', async (t) => {
   const app = await buildTestApp(t)
-  const res = await app.inject({ method: 'GET', url: '/sign' })
+  const res = await app.inject({ method: 'GET', url: '/signature' })
   t.equal(res.statusCode, 404)
-  t.same(res.json(), { statusCode: 404, code: 'ROUTE_NOT_FOUND', error: 'Not Found', message: 'no route GET /sign; see /docs' })
+  t.same(res.json(), { statusCode: 404, code: 'ROUTE_NOT_FOUND', error: 'Not Found', message: 'no route GET /signature; see /docs' })
+})
+
+t.test('a known path with another method -> 405 METHOD_NOT_ALLOWED with Allow', async (t) => {
+  const app = await buildTestApp(t)
+  const res = await app.inject({ method: 'GET', url: '/sign' })
+  t.equal(res.statusCode, 405)
+  t.equal(res.headers.allow, 'POST')
+  t.same(res.json(), { statusCode: 405, code: 'METHOD_NOT_ALLOWED', error: 'Method Not Allowed', message: 'GET /sign is not supported; this path takes POST' })
+})
+
+t.test('a missing file under /docs/static -> 404 ROUTE_NOT_FOUND through the not-found handler', async (t) => {
+  const app = await buildTestApp(t)
+  const res = await app.inject({ method: 'GET', url: '/docs/static/nope.js' })
+  t.equal(res.statusCode, 404)
+  t.same(res.json(), { statusCode: 404, code: 'ROUTE_NOT_FOUND', error: 'Not Found', message: 'no route GET /docs/static/nope.js; see /docs' })
+})
+
+t.test('a Range or a precondition the /docs files cannot meet -> 416 and 412 with their own codes', async (t) => {
+  const app = await buildTestApp(t)
+  const range = await app.inject({ method: 'GET', url: '/docs/static/swagger-ui.css', headers: { range: 'bytes=999999999-' } })
+  t.same(range.json(), { statusCode: 416, code: 'RANGE_NOT_SATISFIABLE', error: 'Range Not Satisfiable', message: 'the Range header asks for bytes the file does not have' })
+  const precondition = await app.inject({ method: 'GET', url: '/docs/static/swagger-ui.css', headers: { 'if-match': '"other"' } })
+  t.match(precondition.json(), { statusCode: 412, code: 'PRECONDITION_FAILED', message: /If-Match/ })
+})
+
+t.test('an Expect other than 100-continue -> 417 EXPECTATION_FAILED, without reading the body', async (t) => {
+  const app = await buildTestApp(t)
+  const res = await app.inject({ method: 'POST', url: '/sign', headers: { expect: 'x-custom' }, payload: '{not json' })
+  t.equal(res.statusCode, 417)
+  t.equal(res.headers.connection, 'close')
+  t.match(res.json(), { code: 'EXPECTATION_FAILED' })
 })
 
 t.test('a malformed URL -> 400 BAD_REQUEST', async (t) => {
@@ -58,11 +89,18 @@ t.test('a malformed URL -> 400 BAD_REQUEST', async (t) => {
   t.match(res.json(), { statusCode: 400, code: 'BAD_REQUEST', error: 'Bad Request' })
 })
 
-t.test('another client error of the HTTP layer keeps its 4xx status under BAD_REQUEST', async (t) => {
+t.test('another client error of the HTTP layer gets the code its status has in the table', async (t) => {
   const err = Object.assign(new Error('Request body size did not match Content-Length'), { statusCode: 400, code: 'FST_ERR_CTP_INVALID_CONTENT_LENGTH' })
   t.match(toAppError(err), { code: 'BAD_REQUEST', statusCode: 400, message: /Content-Length/ })
-  const timeout = Object.assign(new Error('Request Timeout'), { statusCode: 408 })
-  t.match(toAppError(timeout), { code: 'BAD_REQUEST', statusCode: 408 })
+  t.match(toAppError(Object.assign(new Error('Request Timeout'), { statusCode: 408 })), { code: 'REQUEST_TIMEOUT', statusCode: 408 })
+  t.match(toAppError(Object.assign(new Error('Forbidden'), { status: 403 })), { code: 'ROUTE_NOT_FOUND', statusCode: 404, message: 'no such path; see /docs' })
+  t.match(toAppError(Object.assign(new Error('I am a teapot'), { statusCode: 418 })), { code: 'BAD_REQUEST', statusCode: 400, message: 'I am a teapot' }, 'a status the table has no code for is a 400')
+})
+
+t.test('every code has exactly the status of the table, whoever throws it', async (t) => {
+  for (const [code, status] of Object.entries(ERROR_STATUS)) {
+    t.equal(new AppError(code as keyof typeof ERROR_STATUS, 'x').statusCode, status, code)
+  }
 })
 
 t.test('a non-client error becomes INTERNAL and keeps the original only as its cause', async (t) => {
@@ -91,6 +129,9 @@ t.test('unknown fields of a nested object are named by their full path', async (
   })
 })
 
-t.test('a status without a reason phrase still gets an error name', async (t) => {
-  t.same(toErrorBody(new AppError('BAD_REQUEST', 'odd client', { status: 499 })), { statusCode: 499, code: 'BAD_REQUEST', error: 'Error', message: 'odd client' })
+t.test('a 405 carries its Allow header; a 503 its Retry-After', async (t) => {
+  t.same(new AppError('METHOD_NOT_ALLOWED', 'x', { headers: { allow: 'POST' } }).headers, { allow: 'POST' })
+  t.equal(new AppError('SHUTTING_DOWN', 'x').retryAfter, 1)
+  t.equal(new AppError('STORE_UNAVAILABLE', 'x').retryAfter, 5)
+  t.same(toErrorBody(new AppError('BAD_REQUEST', 'odd client')), { statusCode: 400, code: 'BAD_REQUEST', error: 'Bad Request', message: 'odd client' })
 })

@@ -1,3 +1,5 @@
+import { once } from 'node:events'
+import { connect } from 'node:net'
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { ERROR_STATUS } from '../../src/errors.js'
@@ -30,7 +32,35 @@ async function driveEverything (app: FastifyInstance, down: FastifyInstance, bro
   await broken.inject({ method: 'POST', url: '/sign', payload: example })
   await broken.inject({ method: 'GET', url: '/readyz' })
   await down.inject({ method: 'POST', url: '/sign', payload: example })
+  await app.inject({ method: 'DELETE', url: '/sign' })
+  await app.inject({ method: 'POST', url: '/sign', headers: { expect: 'deviceSecret' }, payload: example })
+  await app.inject({ method: 'GET', url: '/docs/static/swagger-ui.css', headers: { 'if-match': '"deviceSecret"' } })
+  await app.inject({ method: 'GET', url: '/docs/static/swagger-ui.css', headers: { range: 'bytes=999999999-' } })
   return passwords
+}
+
+/** The requests only a real socket can make: a body too slow, headers too large, a request during shutdown. */
+async function driveSockets (app: FastifyInstance): Promise<void> {
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  const send = async (bytes: string, thenClose = false): Promise<void> => {
+    const accepted = once(app.server, 'connection')
+    const socket = connect(port, '127.0.0.1')
+    socket.on('error', () => {})
+    socket.resume()
+    await accepted
+    const closed = once(socket, 'close')
+    socket.write(bytes)
+    if (thenClose) {
+      const closing = app.close()
+      socket.write('\r\n')
+      await closing
+    }
+    await closed
+  }
+  await send('POST /sign HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n{"deviceSecret":')
+  await send(`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'deviceSecret'.repeat(2000)}\r\n\r\n`)
+  await send('GET /healthz HTTP/1.1\r\nHost: x\r\n', true)
 }
 
 t.test('every request, success or error, writes exactly one log line, and no secret reaches the logs', async (t) => {
@@ -40,12 +70,14 @@ t.test('every request, success or error, writes exactly one log line, and no sec
   const app = await buildTestApp(t, env, deps)
   const down = await buildTestApp(t, env, { ...deps, store: unavailableStore() })
   const broken = await buildTestApp(t, env, { ...deps, store: brokenStore() })
+  const sockets = await buildTestApp(t, { ...env, REQUEST_TIMEOUT_MS: '300' }, deps)
   const passwords = await driveEverything(app, down, broken)
+  await driveSockets(sockets)
 
   const lines = sink.lines()
   const completed = lines.filter((line) => line.msg === 'request completed')
-  t.equal(completed.length, 18, 'one line per request', { lines: completed.map((l) => `${String(l.route)} ${String(l.outcome)}`) })
-  t.same(new Set(completed.map((line) => line.reqId)).size, 18, 'each with its own request id')
+  t.equal(completed.length, 25, 'one line per request', { lines: completed.map((l) => `${String(l.route)} ${String(l.outcome)}`) })
+  t.same(new Set(completed.map((line) => line.reqId)).size, 25, 'each with its own request id')
   const outcomes = new Set(completed.map((line) => line.outcome))
   for (const code of Object.keys(ERROR_STATUS)) t.ok(outcomes.has(code), `${code} was reached through HTTP and logged`)
   t.ok(outcomes.has('signed'))
@@ -107,12 +139,10 @@ t.test('the log controller writes the one line even on paths that bypass the err
   const written: Array<Record<string, unknown>> = []
   const logger = { info: (obj: Record<string, unknown>) => { written.push(obj) } }
   const controller = new RequestLogController()
-  controller.serviceUnavailable(logger as never)
   const request = { method: 'GET', url: '/x', routeOptions: { url: '/x' }, deviceRef: null, outcome: null, log: logger }
   controller.requestCompleted(null, request as never, { statusCode: 502, elapsedTime: 1.234 } as never)
   controller.requestCompleted(null, request as never, { statusCode: 204, elapsedTime: 0.5 } as never)
   t.same(written, [
-    { statusCode: 503, outcome: 'SHUTTING_DOWN' },
     { method: 'GET', route: '/x', statusCode: 502, durationMs: 1.23, outcome: 'error' },
     { method: 'GET', route: '/x', statusCode: 204, durationMs: 0.5, outcome: 'ok' }
   ])

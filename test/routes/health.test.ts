@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
+import type { FileStore } from '../../src/store/file-store.js'
 import { brokenStore, buildTestApp, unavailableStore } from '../helper.js'
 
 t.test('GET /healthz -> 200 ok', async (t) => {
@@ -62,5 +63,21 @@ t.test('GET /readyz – a failed reload is reported while the previous data keep
   t.equal(res.statusCode, 200, 'still ready: the old version is served')
   t.match(res.json(), { status: 'ready', store: { devices: 1, lastReloadError: { message: /line 2: deviceSecret must be/, at: String } } })
   const sign = await app.inject({ method: 'POST', url: '/sign', payload: { productKey: '123', deviceKey: 'test' } })
+  t.equal(sign.statusCode, 200)
+})
+
+t.test('GET /readyz – a change held by the shrink guard is shown while every device keeps signing', async (t) => {
+  const dir = t.testdir({ 'devices.csv': 'productKey,deviceKey,deviceSecret\n123,test,deviceSecret\n123,other,s2\n' })
+  const file = join(dir, 'devices.csv')
+  const app = await buildTestApp(t, { STORE_FILE: file, STORE_WATCH: 'true', STORE_SETTLE_MS: '0' })
+  // Cut just after the header, as a writer caught mid-write would leave it.
+  await writeFile(file, 'productKey,deviceKey,deviceSecret\n')
+  const store = app.store as FileStore
+  // Each check looks at the file once; the guard holds the change on the first check after it settles.
+  while ((await store.checkHealth()).heldReload === undefined) await store.check()
+  const res = await app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(res.statusCode, 200)
+  t.match(res.json(), { status: 'ready', store: { devices: 2, heldReload: { devices: 0, removed: 2, message: /send SIGHUP to apply it/, at: String } } })
+  const sign = await app.inject({ method: 'POST', url: '/sign', payload: { productKey: '123', deviceKey: 'other' } })
   t.equal(sign.statusCode, 200)
 })

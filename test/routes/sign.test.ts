@@ -58,7 +58,7 @@ t.test('POST /sign – with MQTT_HOST the response says where to connect', async
     port: 8883,
     tls: true,
     uri: 'mqtts://mqtt-cn4.envisioniot.com:8883',
-    websocketUri: 'wss://mqtt-cn4.envisioniot.com:443/mqtt',
+    websocketUri: 'wss://mqtt-cn4.envisioniot.com/mqtt',
     protocolVersion: 4
   })
 })

@@ -3,13 +3,18 @@ import t from 'tap'
 import { DeviceFileError, formatOf, parseDeviceFile, splitCsvLine } from '../../src/store/device-file.js'
 
 const SECRET = 'TOPSECRET'
+const SECRET_RULE = 'a non-empty string of at most 256 characters (well-formed Unicode, no control characters)'
+const KEY_RULE = '1-64 characters from A-Z a-z 0-9 _ . : % -'
+const CSV_HEADER = 'productKey,deviceKey,deviceSecret\n'
+
+const codePoint = (char: string): string => `U+${char.charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()}`
 
 function json (devices: unknown): string {
   return JSON.stringify({ devices })
 }
 
 /** The DeviceFileError that parsing throws; fails the test when it does not throw one. */
-async function problemsOf (text: string, format: 'json' | 'csv'): Promise<DeviceFileError> {
+async function problemsOf (text: Uint8Array | string, format: 'json' | 'csv'): Promise<DeviceFileError> {
   try {
     await parseDeviceFile(text, format)
   } catch (err) {
@@ -90,19 +95,17 @@ t.test('an unknown field is named, cut to 40 characters', async (t) => {
 })
 
 t.test('a bad productKey or deviceKey is named without its value', async (t) => {
-  const rule = '1-64 characters from A-Z a-z 0-9 _ . : % -'
   for (const bad of [undefined, '', 'has space', 'a&b', 'k'.repeat(65), 42, null]) {
     const err = (await problemsOf(json([{ productKey: bad, deviceKey: bad, deviceSecret: SECRET }]), 'json'))
-    t.same(err.problems, [`devices[0]: productKey must be ${rule}`, `devices[0]: deviceKey must be ${rule}`], String(bad))
+    t.same(err.problems, [`devices[0]: productKey must be ${KEY_RULE}`, `devices[0]: deviceKey must be ${KEY_RULE}`], String(bad))
     t.notMatch(err.message, SECRET)
   }
 })
 
 t.test('a missing, empty, too long or non-string deviceSecret is refused without its value', async (t) => {
-  const rule = 'a non-empty string of at most 256 characters (well-formed Unicode)'
   for (const deviceSecret of [undefined, '', SECRET.repeat(29), 12345, true, 'half a pair \uD800 here']) {
     const err = (await problemsOf(json([{ productKey: 'p', deviceKey: 'd', deviceSecret }]), 'json'))
-    t.same(err.problems, [`devices[0]: deviceSecret must be ${rule}`], typeof deviceSecret === 'string' ? `length ${deviceSecret.length}` : String(deviceSecret))
+    t.same(err.problems, [`devices[0]: deviceSecret must be ${SECRET_RULE}`], typeof deviceSecret === 'string' ? `length ${deviceSecret.length}` : String(deviceSecret))
     t.notMatch(err.message, SECRET)
   }
 })
@@ -122,7 +125,7 @@ t.test('every problem of one entry is listed and the entry is not indexed', asyn
   t.same(err.problems, [
     'devices[0]: unknown field "extra"',
     'devices[0]: productKey must be 1-64 characters from A-Z a-z 0-9 _ . : % -',
-    'devices[0]: deviceSecret must be a non-empty string of at most 256 characters (well-formed Unicode)',
+    `devices[0]: deviceSecret must be ${SECRET_RULE}`,
     'devices[0]: enabled must be true or false',
     'devices[1]: productKey must be 1-64 characters from A-Z a-z 0-9 _ . : % -'
   ], 'no duplicate is reported for two bad entries with the same keys')
@@ -157,7 +160,7 @@ t.test('a CSV file without the enabled column gives enabled devices', async (t) 
 
 t.test('a CSV enabled column takes true/false, yes/no, 1/0 in any case, or empty for true', async (t) => {
   const rows = [['true', true], ['TRUE', true], ['Yes', true], ['1', true], ['', true], [' no ', false], ['False', false], ['0', false], ['NO', false]] as const
-  const text = 'productKey,deviceKey,deviceSecret,enabled\n' + rows.map(([value], i) => `pk,dev${i},s,${value}`).join('\n')
+  const text = 'productKey,deviceKey,deviceSecret,enabled\n' + rows.map(([value], i) => `pk,dev${i},s,${value}\n`).join('')
   const index = (await parseDeviceFile(text, 'csv'))
   rows.forEach(([value, enabled], i) => t.equal(index.get(`dev${i}&pk`)?.enabled, enabled, JSON.stringify(value)))
 })
@@ -173,14 +176,15 @@ t.test('a CSV file may have a BOM, CRLF line ends, blank lines and spaces around
 t.test('quoted CSV fields may hold commas and "" escapes', async (t) => {
   const text = 'productKey,deviceKey,deviceSecret,enabled\n"pk","dev1","se,c""ret","false"\npk,dev2,"",\n'
   const err = (await problemsOf(text, 'csv'))
-  t.same(err.problems, ['line 3: deviceSecret must be a non-empty string of at most 256 characters (well-formed Unicode)'], 'an empty quoted secret is still empty')
+  t.same(err.problems, [`line 3: deviceSecret must be ${SECRET_RULE}`], 'an empty quoted secret is still empty')
   const index = (await parseDeviceFile(text.replace('pk,dev2,"",', 'pk,dev2,"x",'), 'csv'))
   t.same(index.get('dev1&pk'), { productKey: 'pk', deviceKey: 'dev1', deviceSecret: 'se,c"ret', enabled: false })
   t.same(index.get('dev2&pk'), { productKey: 'pk', deviceKey: 'dev2', deviceSecret: 'x', enabled: true })
 })
 
 t.test('a CSV file with only a header lists no devices', async (t) => {
-  t.equal((await parseDeviceFile('productKey,deviceKey,deviceSecret', 'csv')).size, 0)
+  t.equal((await parseDeviceFile(CSV_HEADER, 'csv')).size, 0)
+  t.equal((await parseDeviceFile('productKey,deviceKey,deviceSecret\r\n', 'csv')).size, 0, 'CRLF')
 })
 
 t.test('a CSV file with another header is refused at line 1', async (t) => {
@@ -214,13 +218,13 @@ t.test('a bad CSV enabled value, key or secret is named by its line without the 
   t.same(err.problems, [
     'line 2: enabled must be true, false, yes, no, 1, 0 or empty',
     'line 3: productKey must be 1-64 characters from A-Z a-z 0-9 _ . : % -',
-    'line 4: deviceSecret must be a non-empty string of at most 256 characters (well-formed Unicode)'
+    `line 4: deviceSecret must be ${SECRET_RULE}`
   ])
   t.notMatch(err.message, SECRET)
 })
 
-t.test('a CSV secret is kept verbatim, spaces included', async (t) => {
-  t.equal((await parseDeviceFile('productKey,deviceKey,deviceSecret\npk,d, s p \n', 'csv')).get('d&pk')?.deviceSecret, ' s p ')
+t.test('a CSV secret is kept verbatim, spaces inside it included', async (t) => {
+  t.equal((await parseDeviceFile('productKey,deviceKey,deviceSecret\npk,d,s p  q\n', 'csv')).get('d&pk')?.deviceSecret, 's p  q')
 })
 
 t.test('a duplicate CSV device names both lines and neither secret', async (t) => {
@@ -280,8 +284,124 @@ t.test('a large file is indexed in slices, so the event loop keeps serving while
     if (!done) setImmediate(spin)
   }
   setImmediate(spin)
-  const index = await parseDeviceFile(['productKey,deviceKey,deviceSecret', ...rows].join('\n'), 'csv')
+  const index = await parseDeviceFile(['productKey,deviceKey,deviceSecret', ...rows, ''].join('\n'), 'csv')
   done = true
   t.equal(index.size, 25_000)
   t.ok(turns >= 2, `the event loop ran ${turns} times during the load`)
+})
+
+// Bytes: the file must be UTF-8.
+
+t.test('the bytes of a UTF-8 file give the same devices as its text, BOM skipped', async (t) => {
+  const text = json([{ productKey: 'p', deviceKey: 'd', deviceSecret: 'sécret-😀' }])
+  const index = await parseDeviceFile(Buffer.from('\uFEFF' + text), 'json')
+  t.same([...index.entries()], [...(await parseDeviceFile(text, 'json')).entries()])
+  t.equal(index.get('d&p')?.deviceSecret, 'sécret-😀')
+  const csv = new TextEncoder().encode(`\uFEFF${CSV_HEADER}pk,d,sécret\n`)
+  t.equal((await parseDeviceFile(csv, 'csv')).get('d&pk')?.deviceSecret, 'sécret', 'a Uint8Array that is not a Buffer')
+  t.equal((await parseDeviceFile(new Uint8Array(), 'json').catch((err: unknown) => err) as Error).message, 'the file is not valid JSON')
+})
+
+t.test('a file saved in Windows-1252 is refused naming the line and column of the first bad byte, not its content', async (t) => {
+  const bytes = Buffer.from(`${CSV_HEADER}pk,d1,${SECRET}\npk,d2,s\xe9cret-${SECRET}\npk,d3,s\xe8cret\n`, 'latin1')
+  const err = await problemsOf(bytes, 'csv')
+  t.same(err.problems, ['line 3: the file is not valid UTF-8 (first bad byte at column 8); save it as UTF-8'])
+  t.notMatch(err.message, SECRET)
+  t.notMatch(err.message, 'cret')
+})
+
+t.test('two secrets that only a replacement character would make equal are refused, not loaded as one', async (t) => {
+  // \xe9 and \xe8 both decode to U+FFFD with replacement: "s\uFFFDcret" twice.
+  const bytes = Buffer.from('{"devices":[\n{"productKey":"p","deviceKey":"a","deviceSecret":"s\xe9cret"},\n{"productKey":"p","deviceKey":"b","deviceSecret":"s\xe8cret"}]}\n', 'latin1')
+  t.same((await problemsOf(bytes, 'json')).problems, ['line 2: the file is not valid UTF-8 (first bad byte at column 52); save it as UTF-8'])
+})
+
+t.test('the column of a bad byte counts characters, not bytes, and not the BOM', async (t) => {
+  const bytes = Buffer.concat([Buffer.from('\uFEFF{"devices":[{"deviceSecret":"é😀'), Buffer.from([0xc3, 0x28]), Buffer.from('"}]}')])
+  t.same((await problemsOf(bytes, 'json')).problems, ['line 1: the file is not valid UTF-8 (first bad byte at column 32); save it as UTF-8'])
+})
+
+// JSON: a key twice in one object.
+
+t.test('a key twice in a JSON entry is refused naming the entry, the key, the line and the column', async (t) => {
+  const text = `{
+  "devices": [
+    { "productKey": "p", "deviceKey": "d0", "deviceSecret": "${SECRET}" },
+    { "productKey": "p", "deviceKey": "d1", "deviceSecret": "${SECRET}" },
+    { "productKey": "p", "deviceKey": "d2", "deviceSecret": "${SECRET}" },
+    { "productKey": "p", "deviceKey": "d3", "deviceSecret": "${SECRET}",
+      "enabled": false,
+      "enabled": true }
+  ]
+}
+`
+  const err = await problemsOf(text, 'json')
+  t.same(err.problems, ['devices[3]: the key "enabled" appears twice (line 8, column 7)'])
+  t.notMatch(err.message, SECRET)
+})
+
+t.test('a second "devices" at the top level is refused, not taken as an empty store', async (t) => {
+  const text = '{\n  "devices": [{ "productKey": "p", "deviceKey": "d", "deviceSecret": "s" }],\n  "devices": []\n}\n'
+  t.same((await problemsOf(text, 'json')).problems, ['the key "devices" appears twice at the top level (line 3, column 3)'])
+})
+
+t.test('keys are compared after decoding escapes, and every duplicate is listed before the other problems', async (t) => {
+  const text = '{"devices":[{"productKey":"p","deviceKey":"d","deviceSecret":"s","\\u0065nabled":false,"enabled":true},' +
+    '{"productKey":"p","deviceKey":"e","deviceSecret":"s","deviceSecret":"t","x":1}]}'
+  t.same((await problemsOf(text, 'json')).problems, [
+    'devices[0]: the key "enabled" appears twice (line 1, column 87)',
+    'devices[1]: the key "deviceSecret" appears twice (line 1, column 156)',
+    'devices[1]: unknown field "x"'
+  ])
+})
+
+t.test('a duplicate key deeper down is named by its JSON path, names cut to 40 characters', async (t) => {
+  const long = 'k'.repeat(50)
+  const text = JSON.stringify({ devices: [] }).slice(0, -1) + `,"meta":{"a b":[1,{"${long}":{"x":1,"x":2}}],"${long}":0,"${long}":1}}`
+  t.same((await problemsOf(text, 'json')).problems, [
+    `meta["a b"][1].${'k'.repeat(40)}: the key "x" appears twice (line 1, column 93)`,
+    `meta: the key "${'k'.repeat(40)}" appears twice (line 1, column 157)`
+  ])
+})
+
+// Secrets: no control characters anywhere, no padding in CSV.
+
+t.test('a secret with a control character is refused in JSON and CSV without its value', async (t) => {
+  for (const control of ['\u0000', '\t', '\r', '\n', '\u001f', '\u007f', '\u0085', '\u009f']) {
+    const secret = `${SECRET}${control}x`
+    const err = await problemsOf(json([{ productKey: 'p', deviceKey: 'd', deviceSecret: secret }]), 'json')
+    t.same(err.problems, [`devices[0]: deviceSecret must be ${SECRET_RULE}`], codePoint(control))
+    t.notMatch(err.message, SECRET)
+  }
+  for (const control of ['\u0000', '\t', '\r', '\u007f', '\u0085']) {
+    const err = await problemsOf(`${CSV_HEADER}pk,d,"${SECRET}${control}x"\npk,e,${control}${SECRET}\n`, 'csv')
+    t.same(err.problems, [`line 2: deviceSecret must be ${SECRET_RULE}`, `line 3: deviceSecret must be ${SECRET_RULE}`], codePoint(control))
+    t.notMatch(err.message, SECRET)
+  }
+})
+
+t.test('a CSV secret with leading or trailing spaces is refused, saying why and not quoting it', async (t) => {
+  const err = await problemsOf(`${CSV_HEADER}pk,d1, ${SECRET}\npk,d2,${SECRET} \npk,d3,"  ${SECRET}"\npk,d4,${SECRET}\u00a0\npk,d5,s p\n`, 'csv')
+  const why = 'deviceSecret has leading or trailing spaces, almost always an export mistake (use the JSON format if they really belong to the secret)'
+  t.same(err.problems, [`line 2: ${why}`, `line 3: ${why}`, `line 4: ${why}`, `line 5: ${why}`])
+  t.notMatch(err.message, SECRET)
+})
+
+t.test('a JSON secret keeps its leading and trailing spaces: they are quoted there', async (t) => {
+  t.equal((await parseDeviceFile(json([{ productKey: 'p', deviceKey: 'd', deviceSecret: ' s p ' }]), 'json')).get('d&p')?.deviceSecret, ' s p ')
+})
+
+// CSV: a file must end with a newline.
+
+t.test('a CSV file whose last line has no newline is refused naming that line, as it may be cut short', async (t) => {
+  const why = 'the file does not end with a newline, so its last line may have been cut short while being written; end the file with a newline'
+  t.same((await problemsOf(`${CSV_HEADER}pk,d1,s1\npk,d2,${SECRET.slice(0, 3)}`, 'csv')).problems, [`line 3: ${why}`])
+  t.same((await problemsOf(`${CSV_HEADER}pk,d1,s1\r\npk,d2,s2\r`, 'csv')).problems, [`line 3: ${why}`, `line 3: deviceSecret must be ${SECRET_RULE}`], 'a CR alone is not a line end')
+  t.same((await problemsOf(`${CSV_HEADER}pk,d1,s1\n\n  `, 'csv')).problems, [`line 4: ${why}`], 'a last line of spaces')
+  t.same((await problemsOf('productKey,deviceKey,deviceSecret', 'csv')).problems, [`line 1: ${why}`], 'a header alone')
+  t.same((await problemsOf(`${CSV_HEADER}pk,d1,s1\npk,d1,s1`, 'csv')).problems, [
+    `line 3: ${why}`,
+    'line 3: duplicate device productKey=pk deviceKey=d1 (first at line 2)'
+  ], 'listed first: a cut line explains the problems found in it')
+  t.same((await problemsOf('', 'csv')).problems, ['line 1: the header must be productKey,deviceKey,deviceSecret or productKey,deviceKey,deviceSecret,enabled'], 'an empty file has no header')
 })

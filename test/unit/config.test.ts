@@ -9,10 +9,14 @@ t.test('an empty environment gives the documented defaults on the bundled exampl
     storeFile: EXAMPLE_STORE_FILE,
     isExampleStore: true,
     storeWatch: true,
+    storeSettleMs: 1000,
+    storePollMs: 2000,
+    storeMaxShrinkPercent: 0,
     signMethod: 'hmacsha1',
     mqtt: undefined,
     logLevel: 'info',
     authMode: 'none',
+    maxConnections: undefined,
     bodyLimit: 16384,
     requestTimeoutMs: 10000,
     keepAliveTimeoutMs: 72000,
@@ -28,6 +32,9 @@ t.test('every variable is read and converted', async (t) => {
     HOST: '0.0.0.0',
     STORE_FILE: '/data/devices.csv',
     STORE_WATCH: 'false',
+    STORE_SETTLE_MS: '0',
+    STORE_POLL_MS: '500',
+    STORE_MAX_SHRINK_PERCENT: '25',
     SIGN_METHOD: ' SHA256 ',
     MQTT_HOST: 'mqtt-cn4.envisioniot.com',
     MQTT_PORT: '18883',
@@ -35,6 +42,7 @@ t.test('every variable is read and converted', async (t) => {
     MQTT_WEBSOCKET_URL: 'wss://mqtt-cn4.envisioniot.com:443/mqtt',
     LOG_LEVEL: 'warn',
     AUTH_MODE: 'none',
+    MAX_CONNECTIONS: '500',
     BODY_LIMIT: '4096',
     REQUEST_TIMEOUT_MS: '5000',
     KEEP_ALIVE_TIMEOUT_MS: '1000',
@@ -46,9 +54,13 @@ t.test('every variable is read and converted', async (t) => {
     storeFile: '/data/devices.csv',
     isExampleStore: false,
     storeWatch: false,
+    storeSettleMs: 0,
+    storePollMs: 500,
+    storeMaxShrinkPercent: 25,
     signMethod: 'sha256',
-    mqtt: { host: 'mqtt-cn4.envisioniot.com', port: 18883, tls: true, websocketUrl: 'wss://mqtt-cn4.envisioniot.com:443/mqtt' },
+    mqtt: { host: 'mqtt-cn4.envisioniot.com', port: 18883, tls: true, websocketUrl: 'wss://mqtt-cn4.envisioniot.com/mqtt' },
     logLevel: 'warn',
+    maxConnections: 500,
     bodyLimit: 4096,
     requestTimeoutMs: 5000,
     keepAliveTimeoutMs: 1000,
@@ -115,4 +127,34 @@ t.test('broker settings without MQTT_HOST are refused instead of silently ignore
   ].join('\n'))
   const both = t.throws(() => loadConfig({ PORT: 'x', MQTT_TLS: 'false' })) as Error
   t.match(both.message, /PORT: must be a port number[\s\S]*MQTT_TLS: has no effect without MQTT_HOST/, 'listed together with the other problems')
+})
+
+t.test('HOST must be an IP address or a host name: a port or a scheme in it is named as the mistake', async (t) => {
+  for (const host of ['0.0.0.0', '::', '::1', '127.0.0.1', 'localhost', 'signer.internal', 'a-b.example.com.']) {
+    t.equal(loadConfig({ HOST: host }).host, host, host)
+  }
+  for (const host of ['localhost:8080', 'http://localhost', '[::1]', 'bad host', '-lead.example', 'x'.repeat(64), 'a..b']) {
+    t.throws(() => loadConfig({ HOST: host }), { message: 'Invalid configuration:\n  HOST: must be an IP address or a host name (no port, no scheme)' }, host)
+  }
+})
+
+t.test('MQTT_WEBSOCKET_URL is returned in normal form, and refused with spaces, quotes, brackets, credentials or no host', async (t) => {
+  const url = (value: string): string | undefined => loadConfig({ MQTT_HOST: 'h', MQTT_WEBSOCKET_URL: value }).mqtt?.websocketUrl
+  t.equal(url('wss://MQTT.Example.com:443/mqtt'), 'wss://mqtt.example.com/mqtt', 'host lower-cased, default port dropped')
+  t.equal(url('wss://mqtt.example.com:8084'), 'wss://mqtt.example.com:8084/')
+  t.equal(url(' wss://h/mqtt?x=1 '), 'wss://h/mqtt?x=1')
+  for (const bad of ['wss://h/mq tt', 'wss://h/"mqtt"', 'wss://h/<script>', "wss://h/'", 'wss://user:pw@h/mqtt', 'wss:///mqtt', 'wss://', 'mqtt', 'ws://h/mqtt', 'https://h/mqtt', 'wss://h/a\\b', 'wss://h/\u00e9', 'wss://h:99999/mqtt']) {
+    t.throws(() => url(bad), { message: /MQTT_WEBSOCKET_URL: must be a secure WebSocket URL \(wss:\/\/host\[:port\]\/path\) without spaces, quotes, angle brackets or credentials/ }, bad)
+  }
+})
+
+t.test('the store reload settings and MAX_CONNECTIONS have bounds', async (t) => {
+  const err = t.throws(() => loadConfig({ STORE_SETTLE_MS: '-1', STORE_POLL_MS: '50', STORE_MAX_SHRINK_PERCENT: '101', MAX_CONNECTIONS: '0' })) as Error
+  t.equal(err.message, [
+    'Invalid configuration:',
+    '  STORE_SETTLE_MS: must be a whole number of milliseconds from 0 to 3600000',
+    '  STORE_POLL_MS: must be a whole number of milliseconds from 100 to 3600000',
+    '  STORE_MAX_SHRINK_PERCENT: must be a whole number from 0 to 100',
+    '  MAX_CONNECTIONS: must be a whole number from 1 to 1000000'
+  ].join('\n'))
 })

@@ -1,0 +1,60 @@
+// Starts the service: config from the environment -> app -> listen; graceful shutdown on SIGTERM/SIGINT.
+import { lookup } from 'node:dns/promises'
+import { isIP } from 'node:net'
+import closeWithGrace from 'close-with-grace'
+import { buildApp } from './app.js'
+import { ConfigError, loadConfig } from './config.js'
+import { DeviceFileError } from './store/device-file.js'
+
+/** Extra time after SHUTDOWN_TIMEOUT_MS before close-with-grace gives up and exits 1. */
+const LAST_RESORT_MS = 2000
+
+/** A HOST that is a name must resolve now: otherwise listen() fails later with a stack trace. */
+export async function checkHost (host: string): Promise<void> {
+  if (isIP(host) !== 0) return
+  try {
+    await lookup(host)
+  } catch (err) {
+    throw new ConfigError(`Invalid configuration:\n  HOST: does not resolve to an address (${String((err as NodeJS.ErrnoException).code)})`)
+  }
+}
+
+/**
+ * Runs the service until a signal stops it. `onReload` receives the function SIGHUP should call
+ * once the store is up (server.ts took the signal before this module loaded).
+ */
+export async function start (env: NodeJS.ProcessEnv, onReload: (reload: () => void) => void): Promise<void> {
+  const config = loadConfig(env)
+  await checkHost(config.host)
+  const app = await buildApp(config)
+  onReload(() => { app.store.reload?.() })
+  // SIGHUP means "reload the store" here, not "stop": keep it away from close-with-grace.
+  closeWithGrace({ delay: config.shutdownTimeoutMs + LAST_RESORT_MS, logger: app.log, skip: ['SIGHUP'] }, async ({ signal, err }) => {
+    /* c8 ignore next 2 -- reached only through an uncaught exception, i.e. a bug; no request can cause one */
+    if (err !== undefined) app.log.error({ err }, 'shutting down after an uncaught error')
+    else app.log.info({ signal }, 'shutting down: no new connections, finishing in-flight requests')
+    // In-flight requests get SHUTDOWN_TIMEOUT_MS; then their connections are cut so the exit stays bounded.
+    const cut = setTimeout(() => {
+      app.log.warn({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown timeout: closing the remaining connections')
+      app.server.closeAllConnections()
+    }, config.shutdownTimeoutMs)
+    await app.close()
+    clearTimeout(cut)
+    app.log.info('stopped')
+  })
+  await app.listen({ port: config.port, host: config.host })
+  app.log.warn({ authMode: config.authMode }, 'AUTH_MODE=none: anyone who can reach this port can get credentials; keep the service on a private network')
+}
+
+/** Startup failed: one message naming every problem, no stack trace for a known cause, exit 1. */
+export function failStartup (err: unknown): never {
+  const code = (err as NodeJS.ErrnoException).code
+  if (err instanceof ConfigError || err instanceof DeviceFileError) {
+    process.stderr.write(`enos-mqtt-signer: ${err.message}\n`)
+  } else if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+    process.stderr.write(`enos-mqtt-signer: cannot listen (${code}); check HOST and PORT\n`)
+  } else {
+    process.stderr.write(`enos-mqtt-signer: failed to start: ${String((err as Error).stack)}\n`)
+  }
+  process.exit(1)
+}
