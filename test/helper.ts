@@ -69,3 +69,8 @@ export function brokenStore (): DeviceStore {
   const boom = (): never => { throw new Error('connection string postgres://admin:hunter2@db leaked?') }
   return { kind: 'fake', findDevice: async () => boom(), checkHealth: async () => boom(), close: async () => {} }
 }
+
+/** Resolves once the server side of a connection has read something from it (so the server has seen the request begin). */
+export async function untilServerRead (serverSide: { bytesRead: number }): Promise<void> {
+  while (serverSide.bytesRead === 0) await new Promise<void>((resolve) => setImmediate(resolve))
+}

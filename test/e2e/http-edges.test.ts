@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { connect, type Socket } from 'node:net'
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { EXAMPLE_PASSWORDS, buildTestApp, createLogSink, unavailableStore, type Teardown } from '../helper.js'
+import { EXAMPLE_PASSWORDS, buildTestApp, createLogSink, unavailableStore, untilServerRead, type Teardown } from '../helper.js'
 
 interface Listening { app: FastifyInstance, port: number, sink: ReturnType<typeof createLogSink> }
 
@@ -190,11 +190,12 @@ t.test('shutdown: an in-flight keep-alive response says Connection: close, and c
 
 t.test('shutdown: a request that arrives while closing gets 503 SHUTTING_DOWN in the standard body', async (t) => {
   const { app, port, sink } = await listen(t)
-  const accepted = once(app.server, 'connection')
+  const accepted = once(app.server, 'connection') as Promise<[Socket]>
   const { socket, received } = await open(port)
-  // A connection accepted and not yet idle (no request finished on it) is not dropped by the close.
-  await accepted
+  const [serverSide] = await accepted
+  // Half of a request, read by the server before the close: the connection is busy, not idle, so the close keeps it.
   socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n')
+  await untilServerRead(serverSide)
   const closing = app.close()
   socket.write('X-Request-Id: late-1\r\n\r\n')
   await once(socket, 'close')

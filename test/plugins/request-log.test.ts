@@ -1,10 +1,10 @@
 import { once } from 'node:events'
-import { connect } from 'node:net'
+import { connect, type Socket } from 'node:net'
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { ERROR_STATUS } from '../../src/errors.js'
 import { RequestLogController, genReqId, serializeError, type LoggedError } from '../../src/plugins/request-log.js'
-import { EXAMPLE, EXAMPLE_SECRETS, brokenStore, buildTestApp, createLogSink, unavailableStore } from '../helper.js'
+import { EXAMPLE, EXAMPLE_SECRETS, brokenStore, buildTestApp, createLogSink, unavailableStore, untilServerRead } from '../helper.js'
 
 const json = { 'content-type': 'application/json' }
 const example = { productKey: EXAMPLE.productKey, deviceKey: EXAMPLE.deviceKey }
@@ -44,14 +44,15 @@ async function driveSockets (app: FastifyInstance): Promise<void> {
   await app.listen({ port: 0, host: '127.0.0.1' })
   const port = (app.server.address() as { port: number }).port
   const send = async (bytes: string, thenClose = false): Promise<void> => {
-    const accepted = once(app.server, 'connection')
+    const accepted = once(app.server, 'connection') as Promise<[Socket]>
     const socket = connect(port, '127.0.0.1')
     socket.on('error', () => {})
     socket.resume()
-    await accepted
+    const [serverSide] = await accepted
     const closed = once(socket, 'close')
     socket.write(bytes)
     if (thenClose) {
+      await untilServerRead(serverSide)
       const closing = app.close()
       socket.write('\r\n')
       await closing
