@@ -11,6 +11,7 @@ import requestLog, { REDACT_PATHS, RequestLogController, genReqId, serializeErro
 import storePlugin from './plugins/store.js'
 import swagger from './plugins/swagger.js'
 import healthRoutes from './routes/health.js'
+import batchRoute from './routes/batch.js'
 import signRoute from './routes/sign.js'
 import type { Broker } from './schemas/credentials.js'
 import { serializerCompiler } from './schemas/serializer.js'
@@ -94,10 +95,13 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
   await app.register(requestGuard)
   await app.register(storePlugin, { config, store: deps.store })
   await app.register(healthRoutes)
-  await app.register(signRoute, {
-    defaultSignMethod: config.signMethod,
-    broker: brokerFromConfig(config.mqtt),
-    clock: deps.clock ?? Date.now
+  const signing = { defaultSignMethod: config.signMethod, broker: brokerFromConfig(config.mqtt), clock: deps.clock ?? Date.now }
+  await app.register(signRoute, signing)
+  await app.register(batchRoute, {
+    ...signing,
+    maxItems: config.batchMaxItems,
+    maxLineBytes: config.bodyLimit,
+    idleMs: config.requestTimeoutMs
   })
   return app
 }

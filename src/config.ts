@@ -84,6 +84,8 @@ export const envSchema = z.object({
     .describe('Access control for the API. Only none (open: run it inside a private network) exists in this version.'),
   MAX_CONNECTIONS: wholeNumber('must be a whole number from 1 to 1000000', 1, 1_000_000).optional()
     .describe('Most connections open at once; more are closed as they arrive. Default: the open-file limit minus 128.'),
+  BATCH_MAX_ITEMS: whole('must be a whole number from 1 to 100000', 1, 100_000, 1000)
+    .describe('Most devices in one JSON batch of POST /sign/batch (more get 413); its body limit is 1 KiB per device. An NDJSON stream has no limit.'),
   BODY_LIMIT: whole('must be a whole number of bytes from 1024 to 16777216', 1024, 16 * 1024 * 1024, 16 * 1024)
     .describe('Largest request body accepted, in bytes; larger ones get 413.'),
   REQUEST_TIMEOUT_MS: millis(10_000).describe('Time a client has to send a whole request.'),
@@ -106,6 +108,7 @@ export interface Config {
   logLevel: (typeof LOG_LEVELS)[number]
   authMode: 'none'
   maxConnections: number | undefined
+  batchMaxItems: number
   bodyLimit: number
   requestTimeoutMs: number
   keepAliveTimeoutMs: number
@@ -150,6 +153,7 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
     logLevel: e.LOG_LEVEL,
     authMode: e.AUTH_MODE,
     maxConnections: e.MAX_CONNECTIONS,
+    batchMaxItems: e.BATCH_MAX_ITEMS,
     bodyLimit: e.BODY_LIMIT,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS,

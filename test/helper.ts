@@ -61,13 +61,13 @@ export function unavailableStore (): DeviceStore {
   const down = (): never => {
     throw new AppError('STORE_UNAVAILABLE', 'the device store is not reachable; retry shortly')
   }
-  return { kind: 'fake', findDevice: async () => down(), checkHealth: async () => down(), close: async () => {} }
+  return { kind: 'fake', findDevice: async () => down(), findDevices: async () => down(), checkHealth: async () => down(), close: async () => {} }
 }
 
 /** A store with a bug: it throws a plain Error carrying internals that must not reach the client. */
 export function brokenStore (): DeviceStore {
   const boom = (): never => { throw new Error('connection string postgres://admin:hunter2@db leaked?') }
-  return { kind: 'fake', findDevice: async () => boom(), checkHealth: async () => boom(), close: async () => {} }
+  return { kind: 'fake', findDevice: async () => boom(), findDevices: async () => boom(), checkHealth: async () => boom(), close: async () => {} }
 }
 
 /** Resolves once the server side of a connection has read something from it (so the server has seen the request begin). */

@@ -1,6 +1,6 @@
 // The only place errors become HTTP responses: every error body has the same shape and a stable code.
 import { randomUUID } from 'node:crypto'
-import { STATUS_CODES, type ServerResponse } from 'node:http'
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import fp from 'fastify-plugin'
@@ -31,10 +31,8 @@ const FASTIFY_ERRORS: Record<string, () => AppError> = {
 export function toAppError (err: FastifyError | Error): AppError {
   if (isAppError(err)) return err
   if (hasZodFastifySchemaValidationErrors(err)) {
-    const details = err.validation.flatMap(toDetails)
-    const summary = details.map(({ path, message }) => path === '' ? message : `${path}: ${message}`).join('; ')
     // Fastify sets validationContext (body, querystring, ...) on every validation error.
-    return new AppError('VALIDATION_FAILED', `invalid request ${String(err.validationContext)}: ${summary}`, { details })
+    return validationFailed(`invalid request ${String(err.validationContext)}`, fromFastify(err.validation))
   }
   const code = 'code' in err ? err.code : undefined
   const known = code === undefined ? undefined : FASTIFY_ERRORS[code]
@@ -61,14 +59,41 @@ const HTTP_LAYER_MESSAGES: Record<number, string> = {
   416: 'the Range header asks for bytes the file does not have'
 }
 
-/** One detail per field; zod reports all unknown fields in one issue at the parent's path. */
-function toDetails (issue: FastifySchemaValidationError): ErrorDetail[] {
-  const path = issue.instancePath.split('/').filter(Boolean).join('.')
-  const unknown = issue.keyword === 'unrecognized_keys' ? issue.params.keys : undefined
-  if (Array.isArray(unknown)) {
-    return unknown.map((key) => ({ path: path === '' ? String(key) : `${path}.${String(key)}`, message: 'is not a known field' }))
-  }
-  return [{ path, message: String(issue.message) }]
+/** One thing wrong with a value, whichever validator found it: the dotted path, and the unknown keys it has. */
+interface Issue {
+  path: string
+  unknownKeys: readonly PropertyKey[] | undefined
+  message: string
+}
+
+/**
+ * VALIDATION_FAILED naming each bad field: the one wording for a request body and for each item
+ * of a batch. One detail per field; zod reports all unknown fields in one issue at the parent's path.
+ */
+function validationFailed (what: string, issues: readonly Issue[]): AppError {
+  const details = issues.flatMap(({ path, unknownKeys, message }): ErrorDetail[] => unknownKeys === undefined
+    ? [{ path, message }]
+    : unknownKeys.map((key) => ({ path: path === '' ? String(key) : `${path}.${String(key)}`, message: 'is not a known field' })))
+  const summary = details.map(({ path, message }) => path === '' ? message : `${path}: ${message}`).join('; ')
+  return new AppError('VALIDATION_FAILED', `${what}: ${summary}`, { details })
+}
+
+/** The validation errors Fastify reports (through the zod type provider) as issues. */
+function fromFastify (errors: readonly FastifySchemaValidationError[]): Issue[] {
+  return errors.map((issue) => ({
+    path: issue.instancePath.split('/').filter(Boolean).join('.'),
+    unknownKeys: issue.keyword === 'unrecognized_keys' && Array.isArray(issue.params.keys) ? issue.params.keys : undefined,
+    message: String(issue.message)
+  }))
+}
+
+/** VALIDATION_FAILED for a value zod refused outside Fastify's own validation (an item of a batch). */
+export function zodValidationFailed (what: string, error: z.ZodError): AppError {
+  return validationFailed(what, error.issues.map((issue) => ({
+    path: issue.path.map(String).join('.'),
+    unknownKeys: issue.code === 'unrecognized_keys' ? issue.keys : undefined,
+    message: issue.message
+  })))
 }
 
 export function toErrorBody (err: AppError): ErrorBody {
@@ -99,6 +124,17 @@ const CLIENT_ERRORS: Record<string, () => AppError> = {
   ERR_HTTP_REQUEST_TIMEOUT: () => new AppError('REQUEST_TIMEOUT', REQUEST_TIMEOUT_MESSAGE)
 }
 
+/** Requests whose body is a stream read for as long as it flows: REQUEST_TIMEOUT_MS does not cut them. */
+const STREAMING = new WeakSet<IncomingMessage>()
+
+/**
+ * Exempts a request from REQUEST_TIMEOUT_MS (Node's check would end it however steadily it
+ * flows). Whoever calls this bounds the stream's idle time instead.
+ */
+export function exemptFromRequestTimeout (request: IncomingMessage): void {
+  STREAMING.add(request)
+}
+
 /** What Node's http server keeps on a socket: the response in flight on it, and its request. */
 interface HttpSocket extends Duplex {
   _httpMessage?: ServerResponse | null
@@ -118,6 +154,8 @@ export function handleClientError (this: FastifyInstance, err: NodeJS.ErrnoExcep
   }
   const inFlight = (socket as HttpSocket)._httpMessage
   if (inFlight != null) {
+    // A stream is long by design: it has its own idle limit instead (POST /sign/batch with NDJSON).
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && STREAMING.has(inFlight.req)) return
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && !inFlight.headersSent && inFlight.req.listenerCount('error') > 0) {
       inFlight.req.emit('error', err)
     } else {

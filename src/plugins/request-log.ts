@@ -10,6 +10,8 @@ declare module 'fastify' {
     deviceRef: { productKey: string, deviceKey: string } | null
     /** What happened: `signed`, an error code, or null for a plain success. */
     outcome: string | null
+    /** The counts of a batch, updated as its items are signed (a stream's are final when its answer ends). */
+    batch: { total: number, signed: number, failed: number } | null
   }
 }
 
@@ -67,7 +69,7 @@ export function serializeError (err: unknown, depth = 0): LoggedError {
 /**
  * Replaces Fastify's "incoming request" + "request completed" pair with one line per request,
  * written when the response is finished. Fields: reqId, method, route, statusCode, durationMs,
- * productKey and deviceKey (once validated) and outcome. Never the body.
+ * productKey and deviceKey (once validated), the counts of a batch, and outcome. Never the body.
  */
 export class RequestLogController extends LogController {
   override incomingRequest (): void {}
@@ -79,6 +81,7 @@ export class RequestLogController extends LogController {
       statusCode: reply.statusCode,
       durationMs: Math.round(reply.elapsedTime * 100) / 100,
       ...request.deviceRef,
+      ...(request.batch !== null && { batch: { size: request.batch.total, signed: request.batch.signed, failed: request.batch.failed } }),
       // Every error path sets an outcome; the status-based fallback is for one that might not.
       outcome: request.outcome ?? (reply.statusCode < 400 ? 'ok' : 'error')
     }, REQUEST_COMPLETED)
@@ -88,6 +91,7 @@ export class RequestLogController extends LogController {
 export default fp(async function requestLog (app) {
   app.decorateRequest('deviceRef', null)
   app.decorateRequest('outcome', null)
+  app.decorateRequest('batch', null)
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
     done()

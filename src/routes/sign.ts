@@ -1,10 +1,9 @@
 // POST /sign: productKey + deviceKey in, ready-to-use MQTT CONNECT credentials out.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
-import { signCredentials } from '../core/credentials.js'
-import { resolveSignMethod, type SignMethod } from '../core/sign-method.js'
-import { AppError } from '../errors.js'
+import type { SignMethod } from '../core/sign-method.js'
 import { credentialsSchema, signRequestSchema, type Broker } from '../schemas/credentials.js'
 import { errorResponses } from '../schemas/error.js'
+import { signDevice } from '../sign-device.js'
 
 export interface SignRouteOptions {
   defaultSignMethod: SignMethod
@@ -24,24 +23,9 @@ const signRoute: FastifyPluginAsyncZod<SignRouteOptions> = async (app, { default
       response: { 200: credentialsSchema, ...errorResponses(400, 403, 404, 408, 413, 415, 500, 503) }
     }
   }, async (request) => {
-    const { productKey, deviceKey, clientId = deviceKey, timestamp, signMethod } = request.body
+    const { productKey, deviceKey } = request.body
     request.deviceRef = { productKey, deviceKey }
-    const method = signMethod === undefined ? defaultSignMethod : resolveSignMethod(signMethod)
-    const device = await app.store.findDevice(productKey, deviceKey)
-    if (device === undefined) {
-      throw new AppError('DEVICE_NOT_FOUND', `no device with productKey "${productKey}" and deviceKey "${deviceKey}" in the store`)
-    }
-    if (!device.enabled) {
-      throw new AppError('DEVICE_DISABLED', `device "${deviceKey}" of product "${productKey}" is disabled in the store`)
-    }
-    const credentials = signCredentials({
-      productKey,
-      deviceKey,
-      deviceSecret: device.deviceSecret,
-      clientId,
-      timestamp: timestamp ?? String(clock()),
-      signMethod: method
-    })
+    const credentials = await signDevice(app.store, request.body, { signMethod: defaultSignMethod, timestamp: String(clock()) })
     request.outcome = 'signed'
     return broker === undefined ? credentials : { ...credentials, broker }
   })

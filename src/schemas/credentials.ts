@@ -8,6 +8,9 @@ import { SIGN_METHOD_NAMES } from '../core/sign-method.js'
 const text = (rule: string) => z.string({ error: (issue) => issue.input === undefined ? 'is required' : `must be a string: ${rule}` })
 const key = (what: string) => text(KEY_RULE).regex(KEY_PATTERN, `must be ${KEY_RULE}`).describe(what)
 
+/** A sign method name is looked up after trimming and lower-casing; longer than this, it is not one. */
+export const MAX_SIGN_METHOD_LENGTH = 32
+
 export const signRequestSchema = z.strictObject({
   productKey: key('The product the device belongs to.').meta({ examples: ['123'] }),
   deviceKey: key('The device, unique within its product.').meta({ examples: ['test'] }),
@@ -15,7 +18,7 @@ export const signRequestSchema = z.strictObject({
     .describe('MQTT client id (MAC address or serial number). Default: the deviceKey, as the official SDKs do.'),
   timestamp: text(`${TIMESTAMP_RULE}, e.g. "1524448722000"`).regex(TIMESTAMP_PATTERN, `must be ${TIMESTAMP_RULE}`).optional()
     .describe("Epoch milliseconds as a string. Default: the service's clock.").meta({ examples: ['1524448722000'] }),
-  signMethod: text('a sign method name').max(32, 'must be at most 32 characters').optional()
+  signMethod: text('a sign method name').max(MAX_SIGN_METHOD_LENGTH, `must be at most ${MAX_SIGN_METHOD_LENGTH} characters`).optional()
     .describe(`One of ${SIGN_METHOD_NAMES.join(', ')}, case-insensitive. Default: SIGN_METHOD.`)
 }).meta({ id: 'SignRequest' })
 

@@ -4,7 +4,7 @@ import type { BaseLogger } from 'pino'
 import { DeviceFileError, formatOf, parseDeviceFile } from './device-file.js'
 import { readStoreFile, versionOf, type StoreFileRead, type Version } from './file-read.js'
 import { watchFile, type FileWatch } from './file-watch.js'
-import { deviceId, type Device, type DeviceStore, type StoreHealth } from './store.js'
+import { deviceId, type Device, type DeviceKeys, type DeviceStore, type StoreHealth } from './store.js'
 
 export type StoreLogger = Pick<BaseLogger, 'info' | 'warn' | 'error'>
 
@@ -190,6 +190,9 @@ export async function createFileStore (options: FileStoreOptions): Promise<FileS
     kind: 'file',
     async findDevice (productKey: string, deviceKey: string): Promise<Device | undefined> {
       return index.get(deviceId(productKey, deviceKey))
+    },
+    async findDevices (keys: readonly DeviceKeys[]): Promise<Array<Device | undefined>> {
+      return keys.map(({ productKey, deviceKey }) => index.get(deviceId(productKey, deviceKey)))
     },
     async checkHealth (): Promise<StoreHealth> {
       return {

@@ -8,6 +8,12 @@ export interface Device {
   enabled: boolean
 }
 
+/** What names a device. */
+export interface DeviceKeys {
+  productKey: string
+  deviceKey: string
+}
+
 /** What /readyz reports about a store. Never contains a secret. */
 export interface StoreHealth {
   /** True when lookups can be answered now. */
@@ -33,6 +39,11 @@ export interface StoreHealth {
 export interface DeviceStore {
   readonly kind: string
   findDevice (productKey: string, deviceKey: string): Promise<Device | undefined>
+  /**
+   * Many lookups at once (a batch): the devices in the order of `keys`, `undefined` where there is
+   * none. One call for a whole batch, so that a remote store can answer it with one query.
+   */
+  findDevices (keys: readonly DeviceKeys[]): Promise<Array<Device | undefined>>
   checkHealth (): Promise<StoreHealth>
   /** Re-reads the source (SIGHUP). A failed reload keeps the old data and is reported by checkHealth. */
   reload? (): Promise<unknown>

@@ -30,6 +30,19 @@ export function runStoreContract (t: Test, name: string, makeStore: MakeStore): 
     t.equal((await store.findDevice('Zz99', 'boiler-0001'))?.deviceSecret, 's3cret-3', 'same deviceKey, other product')
   })
 
+  t.test(`${name}: findDevices answers many keys at once, in their order, undefined where there is none`, async (t) => {
+    const store = await makeStore(t, CONTRACT_DEVICES)
+    t.teardown(() => store.close())
+    const keys = [...CONTRACT_DEVICES].reverse().map(({ productKey, deviceKey }) => ({ productKey, deviceKey }))
+    t.same(await store.findDevices([]), [])
+    t.same(await store.findDevices(keys), [...CONTRACT_DEVICES].reverse())
+    t.same(await store.findDevices([
+      { productKey: 'Zz99', deviceKey: 'boiler-0001' },
+      { productKey: 'Zz99', deviceKey: 'nobody' },
+      { productKey: 'Zz99', deviceKey: 'boiler-0001' }
+    ]), [CONTRACT_DEVICES[2], undefined, CONTRACT_DEVICES[2]], 'a key asked twice is answered twice')
+  })
+
   t.test(`${name}: a disabled device is still returned; refusing it is the route's business`, async (t) => {
     const store = await makeStore(t, CONTRACT_DEVICES)
     t.teardown(() => store.close())

@@ -4,6 +4,7 @@ import fc from 'fast-check'
 import t from 'tap'
 import {
   SECURE_MODE,
+  buildMqttSignContent,
   buildSignContent,
   computePassword,
   formatMqttClientId,
@@ -350,4 +351,18 @@ t.test('property: the password is upper-case hex of the digest length', async (t
     const password = signCredentials(input).mqttPassword
     return /^[0-9A-F]+$/.test(password) && password.length === HEX_LENGTH[input.signMethod]
   }), RUNS))
+})
+
+t.test('buildMqttSignContent is buildSignContent of the four MQTT parameters, for any values', async (t) => {
+  fc.assert(fc.property(clientIdArb, keyArb, keyArb, timestampArb, (clientId, deviceKey, productKey, timestamp) =>
+    buildMqttSignContent(clientId, deviceKey, productKey, timestamp) === buildSignContent({ timestamp, productKey, deviceKey, clientId })))
+  t.pass('equal over every generated input')
+})
+
+t.test('computePassword is the plain digest of the UTF-8 content plus secret, as createHash computes it', async (t) => {
+  fc.assert(fc.property(fc.string({ unit: 'grapheme', maxLength: 100 }), secretArb, fc.constantFrom(...(['hmacsha1', 'sha256', 'md5'] as const)), (content, secret, method) => {
+    const digest = { hmacsha1: 'sha1', sha256: 'sha256', md5: 'md5' }[method]
+    return computePassword(content, secret, method) === createHash(digest).update(content + secret, 'utf8').digest('hex').toUpperCase()
+  }))
+  t.pass('equal over every generated input')
 })

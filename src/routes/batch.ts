@@ -1,0 +1,198 @@
+// POST /sign/batch: many devices in one request, as a JSON batch or as an NDJSON stream; one bad item fails alone.
+import { Readable } from 'node:stream'
+import type { FastifyBaseLogger, FastifyReply } from 'fastify'
+import { validatorCompiler, type FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
+import type { SignMethod } from '../core/sign-method.js'
+import { AppError, isAppError } from '../errors.js'
+import { exemptFromRequestTimeout, zodValidationFailed } from '../plugins/error-handler.js'
+import {
+  MAX_REFERENCE_LENGTH, acceptWellFormedItem, batchEnvelopeSchema, batchItemSchema, batchRequestSchema, batchResponseSchema,
+  writeBroker, writeFailed, writePosition, writeSigned, writeSummary, type BatchItem, type BatchSummary
+} from '../schemas/batch.js'
+import type { Broker } from '../schemas/credentials.js'
+import { errorResponses } from '../schemas/error.js'
+import { signFound, type SignDefaults } from '../sign-device.js'
+import type { Device, DeviceStore } from '../store/store.js'
+import { IdleStreamError, splitLines, withIdleLimit, type Line } from './ndjson-lines.js'
+
+export interface BatchRouteOptions {
+  defaultSignMethod: SignMethod
+  broker: Broker | undefined
+  /** Epoch milliseconds; one timestamp per batch for the items that name none. */
+  clock: () => number
+  /** BATCH_MAX_ITEMS: the most items of a JSON batch (an NDJSON stream has no limit). */
+  maxItems: number
+  /** The longest NDJSON line, in bytes (BODY_LIMIT, the largest body of a single POST /sign). */
+  maxLineBytes: number
+  /** An NDJSON stream that sends nothing for this long is ended (REQUEST_TIMEOUT_MS). */
+  idleMs: number
+}
+
+export const NDJSON = 'application/x-ndjson'
+
+/**
+ * The body limit of a JSON batch: this much per item. A full item with every field at its
+ * longest is about 500 bytes of JSON; the rest leaves room for escapes and indentation.
+ */
+export const BYTES_PER_ITEM = 1024
+
+/** The item's reference when it has a usable one, so that even a failed item can be matched up. */
+function referenceOf (value: unknown): string | undefined {
+  const reference = typeof value === 'object' && value !== null ? (value as { reference?: unknown }).reference : undefined
+  return typeof reference === 'string' && reference.length <= MAX_REFERENCE_LENGTH ? reference : undefined
+}
+
+function isStream (body: unknown): body is Readable {
+  return body instanceof Readable
+}
+
+interface Signing {
+  store: DeviceStore
+  defaults: SignDefaults
+  summary: BatchSummary
+  log: FastifyBaseLogger
+}
+
+/** One item of a group to sign: where its result goes, and the item as sent. Or its result already, when the line could not be read. */
+type Entry = { position: string, value: unknown } | { failed: string }
+
+const INTERNAL_MESSAGE = 'internal error; the request id in the logs tells what happened'
+
+/**
+ * The results of a group of items, as JSON text in their order, counted in the summary: all of a
+ * JSON batch, or the lines of one chunk of a stream. The group is looked up in the store with one
+ * call. Every failure of one item ends in its own result, so it fails alone; a failure that is not
+ * an AppError is a bug, logged with its cause and answered INTERNAL, as POST /sign would.
+ */
+async function resultsOf (signing: Signing, entries: readonly Entry[]): Promise<string[]> {
+  const { summary } = signing
+  const results: string[] = new Array<string>(entries.length)
+  const valid: Array<{ at: number, position: string, item: BatchItem }> = []
+  const fail = (at: number, text: string): void => {
+    summary.failed++
+    results[at] = text
+  }
+  entries.forEach((entry, at) => {
+    summary.total++
+    if ('failed' in entry) return fail(at, entry.failed)
+    const item = acceptWellFormedItem(entry.value) ?? batchItemSchema.safeParse(entry.value)
+    if (!('success' in item)) valid.push({ at, position: entry.position, item })
+    else if (item.success) valid.push({ at, position: entry.position, item: item.data })
+    else fail(at, writeFailed(entry.position, zodValidationFailed('invalid device', item.error)))
+  })
+  let devices: Array<Device | undefined>
+  try {
+    devices = await signing.store.findDevices(valid.map(({ item }) => item))
+  } catch (err) {
+    const error = isAppError(err) ? err : new AppError('INTERNAL', INTERNAL_MESSAGE)
+    if (!isAppError(err)) signing.log.error({ err }, 'batch lookup failed')
+    for (const { at, position } of valid) fail(at, writeFailed(position, error))
+    return results
+  }
+  valid.forEach(({ at, position, item }, i) => {
+    try {
+      results[at] = writeSigned(position, signFound(devices[i], item, signing.defaults))
+      summary.signed++
+    } catch (err) {
+      // signFound throws only AppErrors: the table's answers for one device.
+      fail(at, writeFailed(position, err as AppError))
+    }
+  })
+  return results
+}
+
+/** The entry of one NDJSON input line: the value on it, or its result when it cannot be read. */
+function lineEntry (line: Line, maxLineBytes: number): Entry {
+  const position = (reference?: string): string => writePosition('line', line.number, reference)
+  if (!('text' in line)) {
+    return { failed: writeFailed(position(), new AppError('PAYLOAD_TOO_LARGE', `line ${line.number} is longer than ${maxLineBytes} bytes (BODY_LIMIT); one line holds one device`)) }
+  }
+  try {
+    const value: unknown = JSON.parse(line.text)
+    return { position: position(referenceOf(value)), value }
+  } catch {
+    return { failed: writeFailed(position(), new AppError('MALFORMED_JSON', `line ${line.number} is not valid JSON`)) }
+  }
+}
+
+/**
+ * The NDJSON answer: one result line per input line as the input arrives, then the summary line.
+ * Each chunk of input is answered with one chunk of output. It is pulled by the response stream,
+ * so a reader that is slow holds up the reading of the input too (backpressure both ways).
+ */
+async function * streamResults (signing: Signing, input: Readable, options: BatchRouteOptions, onEnd: (outcome: string) => void): AsyncGenerator<string> {
+  try {
+    for await (const lines of splitLines(withIdleLimit(input, options.idleMs), options.maxLineBytes)) {
+      const results = await resultsOf(signing, lines.map((line) => lineEntry(line, options.maxLineBytes)))
+      yield results.join('\n') + '\n'
+    }
+  } catch (err) {
+    if (!(err instanceof IdleStreamError)) {
+      onEnd('aborted')
+      return
+    }
+    // No summary: a client tells a complete answer by its summary line.
+    onEnd('REQUEST_TIMEOUT')
+    yield JSON.stringify({ error: { code: 'REQUEST_TIMEOUT', message: `the stream sent nothing for ${options.idleMs} ms (REQUEST_TIMEOUT_MS); it was ended after ${signing.summary.total} devices` } }) + '\n'
+    return
+  }
+  onEnd('signed')
+  yield '{"summary":' + writeSummary(signing.summary) + writeBroker(options.broker) + '}\n'
+}
+
+/**
+ * Sends text already written to the shape of the response schema (by the writers of
+ * schemas/batch.ts, tested against it): Fastify sends a string or a stream as it is.
+ */
+function sendWritten (reply: FastifyReply, type: string, payload: string | Readable): FastifyReply {
+  return reply.type(type).send(payload)
+}
+
+const batchRoute: FastifyPluginAsyncZod<BatchRouteOptions> = async (app, options) => {
+  const { defaultSignMethod, broker, clock, maxItems } = options
+
+  // The NDJSON body is handed to the route as the stream it is: read as it arrives, never whole.
+  app.addContentTypeParser(NDJSON, (request, payload, done) => {
+    exemptFromRequestTimeout(request.raw)
+    done(null, payload)
+  })
+
+  app.post('/sign/batch', {
+    bodyLimit: maxItems * BYTES_PER_ITEM + BYTES_PER_ITEM,
+    // The documented body lists whole items; the check here is only the envelope, so that a bad
+    // item fails alone instead of failing the batch. A stream is read, and checked, line by line.
+    validatorCompiler: (route) => {
+      const validateEnvelope = validatorCompiler({ ...route, schema: batchEnvelopeSchema })
+      return (data: unknown) => isStream(data) ? { value: data } : validateEnvelope(data)
+    },
+    schema: {
+      tags: ['signing'],
+      operationId: 'signBatch',
+      summary: 'Sign MQTT CONNECT credentials for many devices',
+      description: `A JSON batch of at most BATCH_MAX_ITEMS devices, answered with one result per device in order, or (Content-Type: ${NDJSON}) a stream of one device per line, answered line by line as it arrives and ended by a summary line.`,
+      consumes: ['application/json', NDJSON],
+      body: batchRequestSchema,
+      response: { 200: batchResponseSchema, ...errorResponses(400, 408, 413, 415, 500) }
+    }
+  }, async (request, reply) => {
+    const summary = { total: 0, signed: 0, failed: 0 }
+    const signing: Signing = { store: app.store, defaults: { signMethod: defaultSignMethod, timestamp: String(clock()) }, summary, log: request.log }
+    const body: unknown = request.body
+    if (isStream(body)) {
+      request.batch = summary
+      // Long-lived and one per connection: the connection ends with the answer.
+      reply.header('connection', 'close')
+      return sendWritten(reply, NDJSON, Readable.from(streamResults(signing, body, options, (outcome) => { request.outcome = outcome })))
+    }
+    const { devices } = body as { devices: unknown[] }
+    if (devices.length > maxItems) {
+      throw new AppError('BATCH_TOO_LARGE', `a batch holds at most ${maxItems} devices (BATCH_MAX_ITEMS) and this one has ${devices.length}: split it, or stream it as ${NDJSON}`)
+    }
+    request.batch = summary
+    const results = await resultsOf(signing, devices.map((value, index) => ({ position: writePosition('index', index, referenceOf(value)), value })))
+    request.outcome = 'signed'
+    return sendWritten(reply, 'application/json; charset=utf-8', '{"results":[' + results.join(',') + '],"summary":' + writeSummary(summary) + writeBroker(broker) + '}')
+  })
+}
+
+export default batchRoute

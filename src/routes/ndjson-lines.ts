@@ -1,0 +1,93 @@
+// Splits a byte stream into NDJSON lines with bounded memory: a line too long is reported, not buffered, and an idle stream ends.
+
+/** One line of the input: its 1-based number and its text, or `tooLong` (its bytes were not kept). */
+export type Line = { number: number, text: string } | { number: number, tooLong: true }
+
+/** Thrown when no bytes arrived for the idle time. */
+export class IdleStreamError extends Error {
+  override name = 'IdleStreamError'
+}
+
+/**
+ * Yields the chunks of `stream`, but throws IdleStreamError when the next one takes longer than
+ * `idleMs`. The timer runs only while waiting for input: while the consumer is busy (or its own
+ * output is held up by a slow reader) nothing is read and nothing is timed.
+ */
+export async function * withIdleLimit (stream: AsyncIterable<Buffer>, idleMs: number): AsyncGenerator<Buffer> {
+  const iterator = stream[Symbol.asyncIterator]()
+  try {
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined
+      const idle = new Promise<'idle'>((resolve) => { timer = setTimeout(resolve, idleMs, 'idle') })
+      const next = iterator.next()
+      // If the idle timer wins, this read may still fail later (the connection closes): nobody waits on it then.
+      next.catch(() => {})
+      const result = await Promise.race([next, idle])
+      clearTimeout(timer)
+      if (result === 'idle') throw new IdleStreamError(`no input for ${idleMs} ms`)
+      if (result.done === true) return
+      yield result.value
+    }
+  } finally {
+    // Stop reading when the consumer stops (a client gone, an idle stream): the rest is never wanted.
+    await iterator.return?.()
+  }
+}
+
+const NEWLINE = 0x0a
+const CR = 0x0d
+
+/**
+ * Cuts chunks into lines at LF (a CR before it is dropped), yielding the lines of each chunk
+ * together. Blank lines are not yielded but keep their number. A line longer than `maxBytes` is
+ * yielded as `tooLong` and its bytes are dropped as they arrive, so memory stays bounded by
+ * `maxBytes` whatever the input. A last line without a newline is a line too.
+ */
+export async function * splitLines (chunks: AsyncIterable<Buffer>, maxBytes: number): AsyncGenerator<Line[]> {
+  let number = 0
+  let pending: Buffer[] = []
+  let pendingBytes = 0
+  let tooLong = false
+
+  function finish (tail: Buffer, out: Line[]): void {
+    number++
+    const length = pendingBytes + tail.length
+    if (tooLong || length > maxBytes) {
+      out.push({ number, tooLong: true })
+    } else {
+      let bytes = pending.length === 0 ? tail : Buffer.concat([...pending, tail], length)
+      if (bytes.length > 0 && bytes[bytes.length - 1] === CR) bytes = bytes.subarray(0, bytes.length - 1)
+      const text = bytes.toString('utf8')
+      if (text.trim() !== '') out.push({ number, text })
+    }
+    pending = []
+    pendingBytes = 0
+    tooLong = false
+  }
+
+  for await (const chunk of chunks) {
+    const out: Line[] = []
+    let start = 0
+    for (let end = chunk.indexOf(NEWLINE); end !== -1; end = chunk.indexOf(NEWLINE, start)) {
+      finish(chunk.subarray(start, end), out)
+      start = end + 1
+    }
+    const rest = chunk.subarray(start)
+    if (!tooLong && pendingBytes + rest.length > maxBytes) {
+      tooLong = true
+      pending = []
+      pendingBytes = 0
+    }
+    if (tooLong) pendingBytes += rest.length
+    else if (rest.length > 0) {
+      pending.push(rest)
+      pendingBytes += rest.length
+    }
+    if (out.length > 0) yield out
+  }
+  if (pendingBytes > 0 || tooLong) {
+    const out: Line[] = []
+    finish(Buffer.alloc(0), out)
+    if (out.length > 0) yield out
+  }
+}

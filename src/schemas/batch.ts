@@ -1,0 +1,124 @@
+// POST /sign/batch: the item, the two result shapes and the summary, as zod schemas (the contract and the docs) and as fast writers.
+import { z } from 'zod'
+import type { SignedCredentials } from '../core/credentials.js'
+import type { AppError } from '../errors.js'
+import { isValidClientId, isValidKey, isValidTimestamp } from '../core/fields.js'
+import { MAX_SIGN_METHOD_LENGTH, brokerSchema, credentialsSchema, signRequestSchema, type Broker } from './credentials.js'
+
+export const MAX_REFERENCE_LENGTH = 128
+
+export const batchItemSchema = signRequestSchema.extend({
+  reference: z.string({ error: (issue) => issue.input === undefined ? 'is required' : 'must be a string' })
+    .max(MAX_REFERENCE_LENGTH, `must be at most ${MAX_REFERENCE_LENGTH} characters`).optional()
+    .describe('Your own id for this item (at most 128 characters), echoed back with its result.')
+}).meta({ id: 'BatchItem' })
+
+export type BatchItem = z.infer<typeof batchItemSchema>
+
+const ITEM_FIELDS = new Set(['productKey', 'deviceKey', 'clientId', 'timestamp', 'signMethod', 'reference'])
+
+const optional = (value: unknown, check: (text: string) => boolean): boolean =>
+  value === undefined || (typeof value === 'string' && check(value))
+
+/**
+ * The item when it is well formed by the rules of batchItemSchema (the field rules of
+ * core/fields.ts), checked without zod: a batch checks up to millions of items and nearly all
+ * of them are well formed. Anything else is `undefined`, and the caller asks zod, which also
+ * words the errors. A property test holds this to never accept an item zod refuses.
+ */
+export function acceptWellFormedItem (value: unknown): BatchItem | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined
+  for (const key of Object.keys(value)) if (!ITEM_FIELDS.has(key)) return undefined
+  const { productKey, deviceKey, clientId, timestamp, signMethod, reference } = value as Record<string, unknown>
+  const wellFormed = typeof productKey === 'string' && isValidKey(productKey) &&
+    typeof deviceKey === 'string' && isValidKey(deviceKey) &&
+    optional(clientId, isValidClientId) && optional(timestamp, isValidTimestamp) &&
+    optional(signMethod, (text) => text.length <= MAX_SIGN_METHOD_LENGTH) &&
+    optional(reference, (text) => text.length <= MAX_REFERENCE_LENGTH)
+  return wellFormed ? value as BatchItem : undefined
+}
+
+export const batchRequestSchema = z.strictObject({
+  devices: z.array(batchItemSchema).describe('At most BATCH_MAX_ITEMS devices. Each one is checked on its own: a bad item fails alone.')
+}).meta({ id: 'BatchRequest' })
+
+/**
+ * What the route itself insists on before looking at any item: an object with a non-empty
+ * `devices` array and nothing else. Items are validated one by one (batchItemSchema), so that
+ * one bad item never fails the others.
+ */
+export const batchEnvelopeSchema = z.strictObject({
+  devices: z.array(z.unknown(), { error: (issue) => issue.input === undefined ? 'is required' : 'must be an array of devices' })
+    .min(1, 'must list at least one device')
+})
+
+const itemErrorSchema = z.object({
+  code: z.string().describe('The code POST /sign would answer for this device (see the README table).'),
+  message: z.string(),
+  details: z.array(z.object({ path: z.string(), message: z.string() })).optional()
+}).meta({ id: 'BatchItemError' })
+
+const position = {
+  index: z.number().int().describe('0-based position of the item in `devices`.'),
+  reference: z.string().optional().describe('The item\'s reference, when it sent one.')
+}
+
+const { broker: _broker, ...credentialFields } = credentialsSchema.shape
+export const signedResultSchema = z.object({ ...position, ok: z.literal(true), ...credentialFields }).meta({ id: 'BatchSigned' })
+export const failedResultSchema = z.object({ ...position, ok: z.literal(false), error: itemErrorSchema }).meta({ id: 'BatchFailed' })
+
+export const batchSummarySchema = z.object({
+  total: z.number().int(),
+  signed: z.number().int(),
+  failed: z.number().int()
+}).meta({ id: 'BatchSummary' })
+
+export type BatchSummary = z.infer<typeof batchSummarySchema>
+
+export const batchResponseSchema = z.object({
+  results: z.array(z.union([signedResultSchema, failedResultSchema])).describe('One result per item, in the order of `devices`.'),
+  summary: batchSummarySchema,
+  broker: brokerSchema.optional().describe('Where to connect, once for all devices; present when the service is configured with MQTT_HOST.')
+}).meta({ id: 'BatchResponse' })
+
+/**
+ * Where a result stands: `"index":3` in a JSON batch, `"line":4` in an NDJSON stream, plus the
+ * reference when the item had one. Written once per result, before its other fields.
+ */
+export function writePosition (key: 'index' | 'line', at: number, reference: string | undefined): string {
+  return `{"${key}":${at}` + (reference === undefined ? '' : `,"reference":${JSON.stringify(reference)}`)
+}
+
+/**
+ * One signed result as JSON text, the fields of signedResultSchema in its order. Written by hand
+ * because a batch writes up to millions of them: keys, timestamps, method names and the hex
+ * password are plain ASCII by their rules, and the two fields that may hold `"` or `\` (clientId
+ * and mqttClientId) go through JSON.stringify. A test checks the output against the schema.
+ */
+export function writeSigned (position: string, c: SignedCredentials): string {
+  // clientId is printable ASCII: only `"` and `\` need escaping, and mqttClientId holds nothing else that might.
+  const plain = !NEEDS_ESCAPE.test(c.clientId)
+  const clientId = plain ? '"' + c.clientId + '"' : JSON.stringify(c.clientId)
+  const mqttClientId = plain ? '"' + c.mqttClientId + '"' : JSON.stringify(c.mqttClientId)
+  return position + ',"ok":true,"mqttClientId":' + mqttClientId + ',"mqttUsername":"' + c.mqttUsername +
+    '","mqttPassword":"' + c.mqttPassword + '","clientId":' + clientId + ',"timestamp":"' + c.timestamp +
+    '","signMethod":"' + c.signMethod + '","secureMode":' + c.secureMode + '}'
+}
+
+const NEEDS_ESCAPE = /["\\]/
+
+/** One failed result as JSON text: the code, message and details of the error POST /sign would answer. */
+export function writeFailed (position: string, err: AppError): string {
+  const error = err.details === undefined ? { code: err.code, message: err.message } : { code: err.code, message: err.message, details: err.details }
+  return position + ',"ok":false,"error":' + JSON.stringify(error) + '}'
+}
+
+/** `{"total":..,"signed":..,"failed":..}` */
+export function writeSummary (summary: BatchSummary): string {
+  return `{"total":${summary.total},"signed":${summary.signed},"failed":${summary.failed}}`
+}
+
+/** The broker object as JSON text, once per response; empty when there is none. */
+export function writeBroker (broker: Broker | undefined): string {
+  return broker === undefined ? '' : ',"broker":' + JSON.stringify(broker)
+}
