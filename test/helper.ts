@@ -1,4 +1,5 @@
 // Shared test fixtures: an app on the example store, a log sink that parses real pino output, fake stores.
+import { createHash } from 'node:crypto'
 import { Writable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { buildApp, type AppDeps } from '../src/app.js'
@@ -73,4 +74,15 @@ export function brokenStore (): DeviceStore {
 /** Resolves once the server side of a connection has read something from it (so the server has seen the request begin). */
 export async function untilServerRead (serverSide: { bytesRead: number }): Promise<void> {
   while (serverSide.bytesRead === 0) await new Promise<void>((resolve) => setImmediate(resolve))
+}
+
+const CONTRACT_DIGESTS: Readonly<Record<string, string>> = { hmacsha1: 'sha1', sha1: 'sha1', sha256: 'sha256', hmacsha256: 'sha256', md5: 'md5', hmacmd5: 'md5' }
+
+/**
+ * The password ENOS-SIGNING.md defines, computed here with node:crypto alone (never with
+ * src/core), so a test judges the service by an independent implementation of the contract.
+ */
+export function contractPassword (p: { clientId: string, deviceKey: string, productKey: string, timestamp: string, deviceSecret: string, signMethod: string }): string {
+  const content = `clientId${p.clientId}deviceKey${p.deviceKey}productKey${p.productKey}timestamp${p.timestamp}`
+  return createHash(CONTRACT_DIGESTS[p.signMethod.toLowerCase()] as string).update(content + p.deviceSecret, 'utf8').digest('hex').toUpperCase()
 }

@@ -74,6 +74,15 @@ export function serializeError (err: unknown, depth = 0): LoggedError {
 export class RequestLogController extends LogController {
   override incomingRequest (): void {}
 
+  /**
+   * A streamed answer that could not finish (the client went away): Fastify reports it here and
+   * not as completed, so this writes the request's one line.
+   */
+  override streamError (error: Error, request: FastifyRequest, reply: FastifyReply): void {
+    request.outcome ??= 'aborted'
+    this.requestCompleted(error, request, reply)
+  }
+
   override requestCompleted (_error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     request.log.info({
       method: request.method,

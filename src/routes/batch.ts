@@ -121,6 +121,9 @@ function lineEntry (line: Line, maxLineBytes: number): Entry {
  * so a reader that is slow holds up the reading of the input too (backpressure both ways).
  */
 async function * streamResults (signing: Signing, input: Readable, options: BatchRouteOptions, onEnd: (outcome: string) => void): AsyncGenerator<string> {
+  // An empty first chunk sends the status and headers now: a client that waits for them before
+  // sending its lines (as fetch does) would otherwise wait for a server waiting for its lines.
+  yield ''
   try {
     for await (const lines of splitLines(withIdleLimit(input, options.idleMs), options.maxLineBytes)) {
       const results = await resultsOf(signing, lines.map((line) => lineEntry(line, options.maxLineBytes)))

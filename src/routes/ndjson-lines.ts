@@ -14,23 +14,20 @@ export class IdleStreamError extends Error {
  * output is held up by a slow reader) nothing is read and nothing is timed.
  */
 export async function * withIdleLimit (stream: AsyncIterable<Buffer>, idleMs: number): AsyncGenerator<Buffer> {
+  // No `finally` that ends the input: on an idle stream the answer must still go out, and
+  // ending the request would end the socket under it. The connection closes with the answer.
   const iterator = stream[Symbol.asyncIterator]()
-  try {
-    for (;;) {
-      let timer: NodeJS.Timeout | undefined
-      const idle = new Promise<'idle'>((resolve) => { timer = setTimeout(resolve, idleMs, 'idle') })
-      const next = iterator.next()
-      // If the idle timer wins, this read may still fail later (the connection closes): nobody waits on it then.
-      next.catch(() => {})
-      const result = await Promise.race([next, idle])
-      clearTimeout(timer)
-      if (result === 'idle') throw new IdleStreamError(`no input for ${idleMs} ms`)
-      if (result.done === true) return
-      yield result.value
-    }
-  } finally {
-    // Stop reading when the consumer stops (a client gone, an idle stream): the rest is never wanted.
-    await iterator.return?.()
+  for (;;) {
+    let timer: NodeJS.Timeout | undefined
+    const idle = new Promise<'idle'>((resolve) => { timer = setTimeout(resolve, idleMs, 'idle') })
+    const next = iterator.next()
+    // If the idle timer wins, this read may still fail later (the connection closes): nobody waits on it then.
+    next.catch(() => {})
+    const result = await Promise.race([next, idle])
+    clearTimeout(timer)
+    if (result === 'idle') throw new IdleStreamError(`no input for ${idleMs} ms`)
+    if (result.done === true) return
+    yield result.value
   }
 }
 

@@ -50,7 +50,7 @@ export const batchRequestSchema = z.strictObject({
 export const batchEnvelopeSchema = z.strictObject({
   devices: z.array(z.unknown(), { error: (issue) => issue.input === undefined ? 'is required' : 'must be an array of devices' })
     .min(1, 'must list at least one device')
-})
+}, { error: 'must be an object with a "devices" array' })
 
 const itemErrorSchema = z.object({
   code: z.string().describe('The code POST /sign would answer for this device (see the README table).'),
