@@ -1,5 +1,5 @@
 // The OpenAPI document, generated from the routes' zod schemas, served at /openapi.json and browsable at /docs.
-import swagger from '@fastify/swagger'
+import swagger, { type SwaggerTransform } from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
@@ -35,6 +35,28 @@ export function pruneUnusedSchemas<T extends object> (spec: T): T {
   return { ...spec, components: { ...components, schemas: kept } }
 }
 
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null
+
+/**
+ * jsonSchemaTransform turns the zod schemas into JSON schemas, but of a response given by content
+ * type (schemas/response.ts) it keeps only `description` and `content`: put the declared `headers`
+ * back, so that @fastify/swagger documents them (X-Request-Id, Retry-After).
+ */
+export const transformRoute: SwaggerTransform = (route) => {
+  const transformed = jsonSchemaTransform(route)
+  const declared = route.schema.response
+  const emitted = transformed.schema.response
+  // Hidden routes (emitted has nothing) and routes without response schemas have no headers to add.
+  if (!isRecord(declared) || !isRecord(emitted)) return transformed
+  const response = Object.fromEntries(Object.entries(emitted).map(([status, doc]) => {
+    // A declared response is a zod schema or a JsonResponse; only the latter has headers.
+    const { headers } = declared[status] as { headers?: unknown }
+    // jsonSchemaTransform emits one response object per declared status.
+    return [status, headers === undefined ? doc : { ...doc as object, headers }]
+  }))
+  return { ...transformed, schema: { ...transformed.schema, response } }
+}
+
 async function swaggerPlugin (app: FastifyInstance, opts: { version: string }): Promise<void> {
   await app.register(swagger, {
     openapi: {
@@ -49,7 +71,7 @@ async function swaggerPlugin (app: FastifyInstance, opts: { version: string }): 
         { name: 'health', description: 'Liveness and readiness' }
       ]
     },
-    transform: jsonSchemaTransform,
+    transform: transformRoute,
     transformObject: (doc) => pruneUnusedSchemas(jsonSchemaTransformObject(doc))
   })
   await app.register(swaggerUi, { routePrefix: '/docs' })
