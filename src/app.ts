@@ -88,9 +88,11 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
   // Only JSON bodies are accepted: without its text/plain parser Fastify answers 415 for anything else.
   app.removeContentTypeParser('text/plain')
 
+  // The request decorators (device, outcome, batch counts) first: the /docs routes that swagger
+  // registers get a request type of their own, made from the root's as it is at that moment.
+  await app.register(requestLog)
   await app.register(swagger, { version })
   await app.register(errorHandler)
-  await app.register(requestLog)
   await app.register(connections, { maxConnections: config.maxConnections })
   await app.register(requestGuard)
   await app.register(storePlugin, { config, store: deps.store })

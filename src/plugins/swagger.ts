@@ -1,5 +1,5 @@
 // The OpenAPI document, generated from the routes' zod schemas, served at /openapi.json and browsable at /docs.
-import swagger from '@fastify/swagger'
+import swagger, { type SwaggerTransform } from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
@@ -35,6 +35,48 @@ export function pruneUnusedSchemas<T extends object> (spec: T): T {
   return { ...spec, components: { ...components, schemas: kept } }
 }
 
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null
+
+/**
+ * jsonSchemaTransform turns the zod schemas into JSON schemas, but of a response given by content
+ * type (schemas/response.ts) it keeps only `description` and `content`: put the declared `headers`
+ * back, so that @fastify/swagger documents them (X-Request-Id, Retry-After).
+ */
+export const transformRoute: SwaggerTransform = (route) => {
+  const transformed = withBodyByContentType(route)
+  const declared = route.schema.response
+  const emitted = transformed.schema.response
+  // Hidden routes (emitted has nothing) and routes without response schemas have no headers to add.
+  if (!isRecord(declared) || !isRecord(emitted)) return transformed
+  const response = Object.fromEntries(Object.entries(emitted).map(([status, doc]) => {
+    // A declared response is a zod schema or a JsonResponse; only the latter has headers.
+    const { headers } = declared[status] as { headers?: unknown }
+    // jsonSchemaTransform emits one response object per declared status.
+    return [status, headers === undefined ? doc : { ...doc as object, headers }]
+  }))
+  return { ...transformed, schema: { ...transformed.schema, response } }
+}
+
+/** A body given per content type: `{ content: { <type>: { schema: <zod> } } }`. */
+interface BodyByContentType { content: Record<string, { schema: unknown }> }
+
+function isBodyByContentType (body: unknown): body is BodyByContentType {
+  return isRecord(body) && isRecord(body.content)
+}
+
+/**
+ * jsonSchemaTransform converts one zod body; a body given per content type (POST /sign/batch
+ * takes JSON or NDJSON) is converted one content type at a time, in @fastify/swagger's form.
+ */
+function withBodyByContentType (route: Parameters<SwaggerTransform>[0]): ReturnType<typeof jsonSchemaTransform> {
+  const { body } = route.schema
+  if (!isBodyByContentType(body)) return jsonSchemaTransform(route)
+  const transformed = jsonSchemaTransform({ ...route, schema: { ...route.schema, body: undefined } })
+  const content = Object.fromEntries(Object.entries(body.content).map(([type, { schema }]) =>
+    [type, { schema: jsonSchemaTransform({ ...route, schema: { body: schema } }).schema.body }]))
+  return { ...transformed, schema: { ...transformed.schema, body: { content } } }
+}
+
 async function swaggerPlugin (app: FastifyInstance, opts: { version: string }): Promise<void> {
   await app.register(swagger, {
     openapi: {
@@ -49,7 +91,7 @@ async function swaggerPlugin (app: FastifyInstance, opts: { version: string }): 
         { name: 'health', description: 'Liveness and readiness' }
       ]
     },
-    transform: jsonSchemaTransform,
+    transform: transformRoute,
     transformObject: (doc) => pruneUnusedSchemas(jsonSchemaTransformObject(doc))
   })
   await app.register(swaggerUi, { routePrefix: '/docs' })

@@ -6,11 +6,12 @@ import type { SignMethod } from '../core/sign-method.js'
 import { AppError, isAppError } from '../errors.js'
 import { exemptFromRequestTimeout, zodValidationFailed } from '../plugins/error-handler.js'
 import {
-  MAX_REFERENCE_LENGTH, acceptWellFormedItem, batchEnvelopeSchema, batchItemSchema, batchRequestSchema, batchResponseSchema,
+  MAX_REFERENCE_LENGTH, acceptWellFormedItem, batchEnvelopeSchema, batchItemSchema, batchLineSchema, batchRequestSchema, batchResponseSchema,
   writeBroker, writeFailed, writePosition, writeSigned, writeSummary, type BatchItem, type BatchSummary
 } from '../schemas/batch.js'
 import type { Broker } from '../schemas/credentials.js'
-import { errorResponses } from '../schemas/error.js'
+import { COMMON_ERRORS, errorResponses } from '../schemas/error.js'
+import { REQUEST_ID_HEADER } from '../schemas/response.js'
 import { signFound, type SignDefaults } from '../sign-device.js'
 import type { Device, DeviceStore } from '../store/store.js'
 import { IdleStreamError, splitLines, withIdleLimit, type Line } from './ndjson-lines.js'
@@ -172,10 +173,30 @@ const batchRoute: FastifyPluginAsyncZod<BatchRouteOptions> = async (app, options
       tags: ['signing'],
       operationId: 'signBatch',
       summary: 'Sign MQTT CONNECT credentials for many devices',
-      description: `A JSON batch of at most BATCH_MAX_ITEMS devices, answered with one result per device in order, or (Content-Type: ${NDJSON}) a stream of one device per line, answered line by line as it arrives and ended by a summary line.`,
-      consumes: ['application/json', NDJSON],
-      body: batchRequestSchema,
-      response: { 200: batchResponseSchema, ...errorResponses(400, 408, 413, 415, 500) }
+      description: `As JSON: at most BATCH_MAX_ITEMS devices, answered with one result per device, in order. As ${NDJSON}: ` +
+        'one device per line, any number, answered line by line as the lines arrive and ended by a summary line. ' +
+        'Each device is checked and signed on its own, with the codes POST /sign would answer: a bad item fails alone.',
+      body: {
+        content: {
+          'application/json': { schema: batchRequestSchema },
+          [NDJSON]: { schema: batchItemSchema.describe('One device per line (a JSON object on one line).') }
+        }
+      },
+      response: {
+        200: {
+          description: 'One result per device, in order, and the summary; as JSON, or as NDJSON lines when the body was NDJSON.',
+          headers: REQUEST_ID_HEADER,
+          content: { 'application/json': { schema: batchResponseSchema }, [NDJSON]: { schema: batchLineSchema } }
+        },
+        ...errorResponses({
+          400: 'The body is not a batch: not JSON (MALFORMED_JSON), or not an object with a non-empty `devices` array and nothing else (VALIDATION_FAILED). A bad item is not this: it fails in its own result.',
+          413: 'More than BATCH_MAX_ITEMS devices (BATCH_TOO_LARGE: stream them as NDJSON instead), or a JSON body larger than 1 KiB per allowed device (PAYLOAD_TOO_LARGE).',
+          408: COMMON_ERRORS[408],
+          415: `The body is neither application/json nor ${NDJSON} (UNSUPPORTED_MEDIA_TYPE).`,
+          500: COMMON_ERRORS[500],
+          503: 'The service is stopping (SHUTTING_DOWN); retry after Retry-After seconds. A store that cannot answer fails each item instead (STORE_UNAVAILABLE).'
+        })
+      }
     }
   }, async (request, reply) => {
     const summary = { total: 0, signed: 0, failed: 0 }

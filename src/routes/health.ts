@@ -2,7 +2,8 @@
 import { z } from 'zod'
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { STORE_RETRY_AFTER_SECONDS, isAppError } from '../errors.js'
-import { errorResponses } from '../schemas/error.js'
+import { COMMON_ERRORS, errorBodySchema, errorResponses } from '../schemas/error.js'
+import { RETRY_AFTER_HEADER, jsonResponse } from '../schemas/response.js'
 import type { StoreHealth } from '../store/store.js'
 
 const storeHealthSchema = z.object({
@@ -28,7 +29,10 @@ const healthRoutes: FastifyPluginAsyncZod = async (app) => {
       tags: ['health'],
       operationId: 'healthz',
       summary: 'Liveness: the process is up',
-      response: { 200: z.object({ status: z.literal('ok') }), ...errorResponses(500) }
+      response: {
+        200: jsonResponse(z.object({ status: z.literal('ok') }), 'The process is up and answering.'),
+        ...errorResponses({ 500: COMMON_ERRORS[500] })
+      }
     }
   }, async () => ({ status: 'ok' as const }))
 
@@ -37,7 +41,13 @@ const healthRoutes: FastifyPluginAsyncZod = async (app) => {
       tags: ['health'],
       operationId: 'readyz',
       summary: 'Readiness: the device store is loaded and reachable',
-      response: { 200: readySchema, 503: readySchema, ...errorResponses(500) }
+      response: {
+        200: jsonResponse(readySchema, 'Ready: the store is loaded and answers lookups.'),
+        // While the service stops, the request guard answers 503 SHUTTING_DOWN in the error body instead.
+        503: jsonResponse(z.union([readySchema, errorBodySchema]),
+          'Not ready: the store cannot answer (store.detail says why), or the service is stopping (the Error body, SHUTTING_DOWN); retry after Retry-After seconds.', RETRY_AFTER_HEADER),
+        ...errorResponses({ 500: COMMON_ERRORS[500] })
+      }
     }
   }, async (request, reply) => {
     let store: StoreHealth

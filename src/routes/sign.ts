@@ -2,7 +2,8 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import type { SignMethod } from '../core/sign-method.js'
 import { credentialsSchema, signRequestSchema, type Broker } from '../schemas/credentials.js'
-import { errorResponses } from '../schemas/error.js'
+import { COMMON_ERRORS, errorResponses } from '../schemas/error.js'
+import { jsonResponse } from '../schemas/response.js'
 import { signDevice } from '../sign-device.js'
 
 export interface SignRouteOptions {
@@ -20,7 +21,15 @@ const signRoute: FastifyPluginAsyncZod<SignRouteOptions> = async (app, { default
       summary: 'Sign MQTT CONNECT credentials for one device',
       description: 'Looks up the deviceSecret of productKey/deviceKey in the store and returns mqttClientId, mqttUsername and mqttPassword.',
       body: signRequestSchema,
-      response: { 200: credentialsSchema, ...errorResponses(400, 403, 404, 408, 413, 415, 500, 503) }
+      response: {
+        200: jsonResponse(credentialsSchema, 'Signed: the three MQTT CONNECT fields, what went into them and, when MQTT_HOST is set, where to connect.'),
+        ...errorResponses({
+          400: 'The body is not valid: not JSON (MALFORMED_JSON); a field missing, of the wrong type, breaking its rule or unknown (VALIDATION_FAILED, details lists each); or a signMethod that is not one of the six (UNSUPPORTED_SIGN_METHOD).',
+          403: 'The device is in the store but disabled (DEVICE_DISABLED).',
+          404: 'No such productKey/deviceKey in the store (DEVICE_NOT_FOUND).',
+          ...COMMON_ERRORS
+        })
+      }
     }
   }, async (request) => {
     const { productKey, deviceKey } = request.body

@@ -3,7 +3,7 @@ import { z } from 'zod'
 import type { SignedCredentials } from '../core/credentials.js'
 import type { AppError } from '../errors.js'
 import { isValidClientId, isValidKey, isValidTimestamp } from '../core/fields.js'
-import { MAX_SIGN_METHOD_LENGTH, brokerSchema, credentialsSchema, signRequestSchema, type Broker } from './credentials.js'
+import { MAX_SIGN_METHOD_LENGTH, SIGN_REQUEST_EXAMPLE, brokerSchema, credentialsSchema, signRequestSchema, type Broker } from './credentials.js'
 
 export const MAX_REFERENCE_LENGTH = 128
 
@@ -40,7 +40,11 @@ export function acceptWellFormedItem (value: unknown): BatchItem | undefined {
 
 export const batchRequestSchema = z.strictObject({
   devices: z.array(batchItemSchema).describe('At most BATCH_MAX_ITEMS devices. Each one is checked on its own: a bad item fails alone.')
-}).meta({ id: 'BatchRequest' })
+}).meta({
+  id: 'BatchRequest',
+  // Swagger UI's "Try it out" pre-fills this: the bundled example device, signed as it is.
+  example: { devices: [{ ...SIGN_REQUEST_EXAMPLE, reference: 'line-1' }] satisfies Array<z.input<typeof batchItemSchema>> }
+})
 
 /**
  * What the route itself insists on before looking at any item: an object with a non-empty
@@ -58,14 +62,13 @@ const itemErrorSchema = z.object({
   details: z.array(z.object({ path: z.string(), message: z.string() })).optional()
 }).meta({ id: 'BatchItemError' })
 
-const position = {
-  index: z.number().int().describe('0-based position of the item in `devices`.'),
-  reference: z.string().optional().describe('The item\'s reference, when it sent one.')
-}
+const reference = z.string().optional().describe('The item\'s reference, when it sent one.')
+const byIndex = { index: z.number().int().describe('0-based position of the item in `devices`.'), reference }
+const byLine = { line: z.number().int().describe('1-based number of the input line.'), reference }
 
 const { broker: _broker, ...credentialFields } = credentialsSchema.shape
-export const signedResultSchema = z.object({ ...position, ok: z.literal(true), ...credentialFields }).meta({ id: 'BatchSigned' })
-export const failedResultSchema = z.object({ ...position, ok: z.literal(false), error: itemErrorSchema }).meta({ id: 'BatchFailed' })
+export const signedResultSchema = z.object({ ...byIndex, ok: z.literal(true), ...credentialFields }).meta({ id: 'BatchSigned' })
+export const failedResultSchema = z.object({ ...byIndex, ok: z.literal(false), error: itemErrorSchema }).meta({ id: 'BatchFailed' })
 
 export const batchSummarySchema = z.object({
   total: z.number().int(),
@@ -80,6 +83,21 @@ export const batchResponseSchema = z.object({
   summary: batchSummarySchema,
   broker: brokerSchema.optional().describe('Where to connect, once for all devices; present when the service is configured with MQTT_HOST.')
 }).meta({ id: 'BatchResponse' })
+
+/**
+ * One line of the NDJSON answer: a result per input line (as in a JSON batch, with `line` for
+ * `index`), then the summary; or, when the input stopped coming for REQUEST_TIMEOUT_MS, an error
+ * line instead of the summary.
+ */
+export const batchLineSchema = z.union([
+  z.object({ ...byLine, ok: z.literal(true), ...credentialFields }).meta({ id: 'BatchLineSigned' }),
+  z.object({ ...byLine, ok: z.literal(false), error: itemErrorSchema }).meta({ id: 'BatchLineFailed' }),
+  z.object({
+    summary: batchSummarySchema,
+    broker: brokerSchema.optional().describe('Where to connect; present when the service is configured with MQTT_HOST.')
+  }).meta({ id: 'BatchLineSummary', description: 'The last line of a complete answer.' }),
+  z.object({ error: itemErrorSchema }).meta({ id: 'BatchLineError', description: 'Instead of the summary: the stream was ended (REQUEST_TIMEOUT) and its answer is incomplete.' })
+]).describe('One line of the NDJSON answer.')
 
 /**
  * Where a result stands: `"index":3` in a JSON batch, `"line":4` in an NDJSON stream, plus the

@@ -11,16 +11,39 @@ const key = (what: string) => text(KEY_RULE).regex(KEY_PATTERN, `must be ${KEY_R
 /** A sign method name is looked up after trimming and lower-casing; longer than this, it is not one. */
 export const MAX_SIGN_METHOD_LENGTH = 32
 
-export const signRequestSchema = z.strictObject({
-  productKey: key('The product the device belongs to.').meta({ examples: ['123'] }),
-  deviceKey: key('The device, unique within its product.').meta({ examples: ['test'] }),
+/**
+ * The bundled example device (examples/devices.json), as /docs pre-fills "Try it out": it signs as
+ * it is (mqttPassword 093A032F713517CAE55622C75C1D5219ED618729, the worked example of the contract).
+ */
+export const SIGN_REQUEST_EXAMPLE = {
+  productKey: '123',
+  deviceKey: 'test',
+  clientId: '123',
+  timestamp: '1524448722000',
+  signMethod: 'hmacsha1'
+} as const
+
+// `example`, not `examples`: zod copies .meta() into the schema as it is, and an OpenAPI 3.0 schema
+// object allows only a single `example` (`examples` is 3.1 / JSON Schema), so the document stays valid 3.0.3.
+const signRequestFields = z.strictObject({
+  productKey: key('The product the device belongs to.').meta({ example: SIGN_REQUEST_EXAMPLE.productKey }),
+  deviceKey: key('The device, unique within its product.').meta({ example: SIGN_REQUEST_EXAMPLE.deviceKey }),
   clientId: text(CLIENT_ID_RULE).regex(CLIENT_ID_PATTERN, `must be ${CLIENT_ID_RULE}`).optional()
-    .describe('MQTT client id (MAC address or serial number). Default: the deviceKey, as the official SDKs do.'),
+    .describe('MQTT client id (MAC address or serial number). Default: the deviceKey, as the official SDKs do.')
+    .meta({ example: SIGN_REQUEST_EXAMPLE.clientId }),
   timestamp: text(`${TIMESTAMP_RULE}, e.g. "1524448722000"`).regex(TIMESTAMP_PATTERN, `must be ${TIMESTAMP_RULE}`).optional()
-    .describe("Epoch milliseconds as a string. Default: the service's clock.").meta({ examples: ['1524448722000'] }),
+    .describe("Epoch milliseconds as a string. Default: the service's clock.").meta({ example: SIGN_REQUEST_EXAMPLE.timestamp }),
   signMethod: text('a sign method name').max(MAX_SIGN_METHOD_LENGTH, `must be at most ${MAX_SIGN_METHOD_LENGTH} characters`).optional()
     .describe(`One of ${SIGN_METHOD_NAMES.join(', ')}, case-insensitive. Default: SIGN_METHOD.`)
-}).meta({ id: 'SignRequest' })
+    .meta({ example: SIGN_REQUEST_EXAMPLE.signMethod })
+})
+
+// A whole-object example: Swagger UI pre-fills the request body from it (without one it builds
+// `"signMethod": "string"`, which fails with 400).
+export const signRequestSchema = signRequestFields.meta({
+  id: 'SignRequest',
+  example: SIGN_REQUEST_EXAMPLE satisfies z.input<typeof signRequestFields>
+})
 
 export type SignRequest = z.infer<typeof signRequestSchema>
 

@@ -1,5 +1,6 @@
 // The error body every route answers with (see plugins/error-handler.ts), registered once for $ref.
 import { z } from 'zod'
+import { RETRY_AFTER_HEADER, jsonResponse, type JsonResponse } from './response.js'
 
 export const errorBodySchema = z.object({
   statusCode: z.number().int().describe('The HTTP status, repeated.'),
@@ -12,7 +13,28 @@ export const errorBodySchema = z.object({
   })).optional().describe('One entry per invalid field (VALIDATION_FAILED, UNSUPPORTED_SIGN_METHOD).')
 }).meta({ id: 'Error' })
 
-/** Response schemas for the given error statuses, for a route's `schema.response`. */
-export function errorResponses<const S extends number> (...statuses: S[]): Record<S, typeof errorBodySchema> {
-  return Object.fromEntries(statuses.map((status) => [status, errorBodySchema])) as Record<S, typeof errorBodySchema>
+export type ErrorResponse = JsonResponse<typeof errorBodySchema>
+
+/**
+ * What these statuses mean on every route that reads a JSON body and looks devices up: spread
+ * them next to the route's own, e.g. `errorResponses({ 400: 'The body is not valid: ...', ...COMMON_ERRORS })`.
+ */
+export const COMMON_ERRORS = {
+  408: 'The whole request, headers and body, did not arrive within REQUEST_TIMEOUT_MS (REQUEST_TIMEOUT); the connection is closed.',
+  413: 'The body is larger than BODY_LIMIT (PAYLOAD_TOO_LARGE).',
+  415: 'The body is not sent as application/json (UNSUPPORTED_MEDIA_TYPE).',
+  500: 'A bug (INTERNAL): the message reveals nothing; the log line with the same X-Request-Id has the cause.',
+  503: 'The store cannot answer now (STORE_UNAVAILABLE) or the service is stopping (SHUTTING_DOWN); retry after Retry-After seconds.'
+} as const
+
+/**
+ * Response schemas for a route's error statuses, for its `schema.response`: status -> when it
+ * happens. Every one is the shared Error body (one $ref component); the description goes on the
+ * response, not into the component, and a 503 also documents its Retry-After header.
+ */
+export function errorResponses<const S extends number> (descriptions: Record<S, string>): Record<S, ErrorResponse> {
+  const entries = Object.entries<string>(descriptions).map(([status, description]) =>
+    [status, jsonResponse(errorBodySchema, description, status === '503' ? RETRY_AFTER_HEADER : {})])
+  // Object.fromEntries forgets the keys, which are exactly those of `descriptions`.
+  return Object.fromEntries(entries) as Record<S, ErrorResponse>
 }

@@ -188,25 +188,27 @@ t.test('shutdown: an in-flight keep-alive response says Connection: close, and c
   t.match(completed(sink), [{ statusCode: 200, outcome: 'signed' }])
 })
 
-t.test('shutdown: a request that arrives while closing gets 503 SHUTTING_DOWN in the standard body', async (t) => {
-  const { app, port, sink } = await listen(t)
-  const accepted = once(app.server, 'connection') as Promise<[Socket]>
-  const { socket, received } = await open(port)
-  const [serverSide] = await accepted
-  // Half of a request, read by the server before the close: the connection is busy, not idle, so the close keeps it.
-  socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n')
-  await untilServerRead(serverSide)
-  const closing = app.close()
-  socket.write('X-Request-Id: late-1\r\n\r\n')
-  await once(socket, 'close')
-  await closing
-  t.match(received(), /^HTTP\/1\.1 503 Service Unavailable\r\n/)
-  t.match(headersOf(received()), /\r\nretry-after: 1\r\n/)
-  t.match(headersOf(received()), /\r\nx-request-id: late-1\r\n/)
-  t.match(headersOf(received()), /\r\nconnection: close\r\n/)
-  t.match(bodyOf(received()), { statusCode: 503, code: 'SHUTTING_DOWN', error: 'Service Unavailable', message: /shutting down/ })
-  t.match(completed(sink), [{ reqId: 'late-1', statusCode: 503, outcome: 'SHUTTING_DOWN' }])
-})
+for (const path of ['/healthz', '/readyz', '/sign/batch']) {
+  t.test(`shutdown: ${path} arriving while closing gets 503 SHUTTING_DOWN in the standard body`, async (t) => {
+    const { app, port, sink } = await listen(t)
+    const accepted = once(app.server, 'connection') as Promise<[Socket]>
+    const { socket, received } = await open(port)
+    const [serverSide] = await accepted
+    // Half of a request, read by the server before the close: the connection is busy, not idle, so the close keeps it.
+    socket.write(`${path === '/sign/batch' ? 'POST' : 'GET'} ${path} HTTP/1.1\r\nHost: x\r\n`)
+    await untilServerRead(serverSide)
+    const closing = app.close()
+    socket.write('X-Request-Id: late-1\r\n\r\n')
+    await once(socket, 'close')
+    await closing
+    t.match(received(), /^HTTP\/1\.1 503 Service Unavailable\r\n/)
+    t.match(headersOf(received()), /\r\nretry-after: 1\r\n/)
+    t.match(headersOf(received()), /\r\nx-request-id: late-1\r\n/)
+    t.match(headersOf(received()), /\r\nconnection: close\r\n/)
+    t.match(bodyOf(received()), { statusCode: 503, code: 'SHUTTING_DOWN', error: 'Service Unavailable', message: /shutting down/ })
+    t.match(completed(sink), [{ reqId: 'late-1', statusCode: 503, outcome: 'SHUTTING_DOWN' }])
+  })
+}
 
 t.test('a body that never comes, on a request whose handler is still busy, ends the connection at the timeout', async (t) => {
   let release: (() => void) | undefined
