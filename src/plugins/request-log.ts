@@ -84,13 +84,15 @@ export class RequestLogController extends LogController {
   }
 
   override requestCompleted (_error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    // Loose: a request Fastify refuses before routing (a malformed URL) is made without the decorators.
+    const { batch } = request
     request.log.info({
       method: request.method,
       route: request.routeOptions.url ?? request.url.slice(0, 200),
       statusCode: reply.statusCode,
       durationMs: Math.round(reply.elapsedTime * 100) / 100,
       ...request.deviceRef,
-      ...(request.batch !== null && { batch: { size: request.batch.total, signed: request.batch.signed, failed: request.batch.failed } }),
+      ...(batch != null && { batch: { size: batch.total, signed: batch.signed, failed: batch.failed } }),
       // Every error path sets an outcome; the status-based fallback is for one that might not.
       outcome: request.outcome ?? (reply.statusCode < 400 ? 'ok' : 'error')
     }, REQUEST_COMPLETED)

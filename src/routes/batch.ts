@@ -6,7 +6,7 @@ import type { SignMethod } from '../core/sign-method.js'
 import { AppError, isAppError } from '../errors.js'
 import { exemptFromRequestTimeout, zodValidationFailed } from '../plugins/error-handler.js'
 import {
-  MAX_REFERENCE_LENGTH, acceptWellFormedItem, batchEnvelopeSchema, batchItemSchema, batchLineSchema, batchRequestSchema, batchResponseSchema,
+  MAX_REFERENCE_LENGTH, batchEnvelopeSchema, batchItemSchema, batchLineSchema, batchRequestSchema, batchResponseSchema,
   writeBroker, writeFailed, writePosition, writeSigned, writeSummary, type BatchItem, type BatchSummary
 } from '../schemas/batch.js'
 import type { Broker } from '../schemas/credentials.js'
@@ -76,10 +76,9 @@ async function resultsOf (signing: Signing, entries: readonly Entry[]): Promise<
   entries.forEach((entry, at) => {
     summary.total++
     if ('failed' in entry) return fail(at, entry.failed)
-    const item = acceptWellFormedItem(entry.value) ?? batchItemSchema.safeParse(entry.value)
-    if (!('success' in item)) valid.push({ at, position: entry.position, item })
-    else if (item.success) valid.push({ at, position: entry.position, item: item.data })
-    else fail(at, writeFailed(entry.position, zodValidationFailed('invalid device', item.error)))
+    const checked = batchItemSchema.safeParse(entry.value)
+    if (checked.success) valid.push({ at, position: entry.position, item: checked.data })
+    else fail(at, writeFailed(entry.position, zodValidationFailed('invalid device', checked.error)))
   })
   let devices: Array<Device | undefined>
   try {

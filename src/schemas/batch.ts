@@ -2,41 +2,17 @@
 import { z } from 'zod'
 import type { SignedCredentials } from '../core/credentials.js'
 import type { AppError } from '../errors.js'
-import { isValidClientId, isValidKey, isValidTimestamp } from '../core/fields.js'
-import { MAX_SIGN_METHOD_LENGTH, SIGN_REQUEST_EXAMPLE, brokerSchema, credentialsSchema, signRequestSchema, type Broker } from './credentials.js'
+import { SIGN_REQUEST_EXAMPLE, brokerSchema, credentialsSchema, signRequestSchema, type Broker } from './credentials.js'
 
 export const MAX_REFERENCE_LENGTH = 128
 
 export const batchItemSchema = signRequestSchema.extend({
-  reference: z.string({ error: (issue) => issue.input === undefined ? 'is required' : 'must be a string' })
+  reference: z.string({ error: 'must be a string' })
     .max(MAX_REFERENCE_LENGTH, `must be at most ${MAX_REFERENCE_LENGTH} characters`).optional()
     .describe('Your own id for this item (at most 128 characters), echoed back with its result.')
 }).meta({ id: 'BatchItem' })
 
 export type BatchItem = z.infer<typeof batchItemSchema>
-
-const ITEM_FIELDS = new Set(['productKey', 'deviceKey', 'clientId', 'timestamp', 'signMethod', 'reference'])
-
-const optional = (value: unknown, check: (text: string) => boolean): boolean =>
-  value === undefined || (typeof value === 'string' && check(value))
-
-/**
- * The item when it is well formed by the rules of batchItemSchema (the field rules of
- * core/fields.ts), checked without zod: a batch checks up to millions of items and nearly all
- * of them are well formed. Anything else is `undefined`, and the caller asks zod, which also
- * words the errors. A property test holds this to never accept an item zod refuses.
- */
-export function acceptWellFormedItem (value: unknown): BatchItem | undefined {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined
-  for (const key of Object.keys(value)) if (!ITEM_FIELDS.has(key)) return undefined
-  const { productKey, deviceKey, clientId, timestamp, signMethod, reference } = value as Record<string, unknown>
-  const wellFormed = typeof productKey === 'string' && isValidKey(productKey) &&
-    typeof deviceKey === 'string' && isValidKey(deviceKey) &&
-    optional(clientId, isValidClientId) && optional(timestamp, isValidTimestamp) &&
-    optional(signMethod, (text) => text.length <= MAX_SIGN_METHOD_LENGTH) &&
-    optional(reference, (text) => text.length <= MAX_REFERENCE_LENGTH)
-  return wellFormed ? value as BatchItem : undefined
-}
 
 export const batchRequestSchema = z.strictObject({
   devices: z.array(batchItemSchema).describe('At most BATCH_MAX_ITEMS devices. Each one is checked on its own: a bad item fails alone.')

@@ -9,7 +9,7 @@ const text = (rule: string) => z.string({ error: (issue) => issue.input === unde
 const key = (what: string) => text(KEY_RULE).regex(KEY_PATTERN, `must be ${KEY_RULE}`).describe(what)
 
 /** A sign method name is looked up after trimming and lower-casing; longer than this, it is not one. */
-export const MAX_SIGN_METHOD_LENGTH = 32
+const MAX_SIGN_METHOD_LENGTH = 32
 
 /**
  * The bundled example device (examples/devices.json), as /docs pre-fills "Try it out": it signs as

@@ -36,6 +36,7 @@ async function driveEverything (app: FastifyInstance, down: FastifyInstance, bro
   await app.inject({ method: 'POST', url: '/sign', headers: { expect: 'deviceSecret' }, payload: example })
   await app.inject({ method: 'GET', url: '/docs/static/swagger-ui.css', headers: { 'if-match': '"deviceSecret"' } })
   await app.inject({ method: 'GET', url: '/docs/static/swagger-ui.css', headers: { range: 'bytes=999999999-' } })
+  await app.inject({ method: 'POST', url: '/sign/batch', payload: { devices: [example, example, { ...example, deviceSecret: 'deviceSecret' }] } })
   return passwords
 }
 
@@ -67,7 +68,7 @@ async function driveSockets (app: FastifyInstance): Promise<void> {
 t.test('every request, success or error, writes exactly one log line, and no secret reaches the logs', async (t) => {
   const sink = createLogSink()
   const deps = { logStream: sink.stream }
-  const env = { LOG_LEVEL: 'trace', BODY_LIMIT: '1024' }
+  const env = { LOG_LEVEL: 'trace', BODY_LIMIT: '1024', BATCH_MAX_ITEMS: '2' }
   const app = await buildTestApp(t, env, deps)
   const down = await buildTestApp(t, env, { ...deps, store: unavailableStore() })
   const broken = await buildTestApp(t, env, { ...deps, store: brokenStore() })
@@ -77,8 +78,8 @@ t.test('every request, success or error, writes exactly one log line, and no sec
 
   const lines = sink.lines()
   const completed = lines.filter((line) => line.msg === 'request completed')
-  t.equal(completed.length, 25, 'one line per request', { lines: completed.map((l) => `${String(l.route)} ${String(l.outcome)}`) })
-  t.same(new Set(completed.map((line) => line.reqId)).size, 25, 'each with its own request id')
+  t.equal(completed.length, 26, 'one line per request', { lines: completed.map((l) => `${String(l.route)} ${String(l.outcome)}`) })
+  t.same(new Set(completed.map((line) => line.reqId)).size, 26, 'each with its own request id')
   const outcomes = new Set(completed.map((line) => line.outcome))
   for (const code of Object.keys(ERROR_STATUS)) t.ok(outcomes.has(code), `${code} was reached through HTTP and logged`)
   t.ok(outcomes.has('signed'))

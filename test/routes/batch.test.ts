@@ -78,16 +78,29 @@ t.test('POST /sign/batch – the codes and messages of a failed item are those P
     { productKey: '123', deviceKey: 'test', signMethod: 'sha512' },
     { productKey: '123', deviceKey: 'test', timestamp: 1524448722000 },
     { productKey: '123', deviceKey: 'test', colour: 'red', clientId: 'a|b' },
-    { deviceKey: 'test' }
+    { deviceKey: 'test' },
+    null,
+    42,
+    ['123', 'test']
   ]
   const batch = (await app.inject({ method: 'POST', url: '/sign/batch', payload: { devices: requests } })).json()
   for (const [i, request] of requests.entries()) {
-    const single = (await app.inject({ method: 'POST', url: '/sign', payload: request })).json()
+    const single = (await app.inject({ method: 'POST', url: '/sign', headers: json, payload: JSON.stringify(request) })).json()
     const { code, message, details } = batch.results[i].error
     t.equal(code, single.code, `${JSON.stringify(request)}: code`)
     t.same(details, single.details, 'details')
     t.equal(message, single.message.replace('invalid request body', 'invalid device'), 'message')
   }
+})
+
+t.test('POST /sign/batch – a bad reference fails its item like any bad field; a good one is echoed even on a failed item', async (t) => {
+  const app = await buildTestApp(t)
+  const devices = [{ productKey: '123', deviceKey: 'test', reference: 42 }, { productKey: '123', deviceKey: 'test', reference: 'r'.repeat(129) }, { productKey: 'bad key', deviceKey: 'test', reference: 'mine' }]
+  t.match((await app.inject({ method: 'POST', url: '/sign/batch', payload: { devices } })).json().results, [
+    { index: 0, ok: false, error: { code: 'VALIDATION_FAILED', details: [{ path: 'reference', message: 'must be a string' }] } },
+    { index: 1, ok: false, error: { code: 'VALIDATION_FAILED', details: [{ path: 'reference', message: 'must be at most 128 characters' }] } },
+    { index: 2, reference: 'mine', ok: false, error: { code: 'VALIDATION_FAILED', details: [{ path: 'productKey' }] } }
+  ])
 })
 
 t.test('POST /sign/batch – items without a timestamp share one, taken when the request arrives', async (t) => {

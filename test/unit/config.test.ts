@@ -17,6 +17,7 @@ t.test('an empty environment gives the documented defaults on the bundled exampl
     logLevel: 'info',
     authMode: 'none',
     maxConnections: undefined,
+    batchMaxItems: 1000,
     bodyLimit: 16384,
     requestTimeoutMs: 10000,
     keepAliveTimeoutMs: 72000,
