@@ -1,11 +1,16 @@
 // buildApp: the whole HTTP service as a Fastify instance. Never listens, never reads the environment.
 import { readFileSync } from 'node:fs'
+import { createServer as createHttpServer, type Server } from 'node:http'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
-import type { DestinationStream } from 'pino'
+import { pino, type DestinationStream } from 'pino'
+import { createTokenStore, type TokenStore } from './auth/token-store.js'
 import type { Config } from './config.js'
 import errorHandler, { handleClientError, sendError } from './plugins/error-handler.js'
+import auth from './plugins/auth.js'
 import connections from './plugins/connections.js'
+import rateLimits from './plugins/rate-limits.js'
 import requestGuard from './plugins/request-guard.js'
 import requestLog, { REDACT_PATHS, RequestLogController, genReqId, serializeError } from './plugins/request-log.js'
 import storePlugin from './plugins/store.js'
@@ -16,6 +21,14 @@ import signRoute from './routes/sign.js'
 import type { Broker } from './schemas/credentials.js'
 import { serializerCompiler } from './schemas/serializer.js'
 import type { DeviceStore } from './store/store.js'
+import { readTlsFiles, tlsOptions, watchTlsFiles } from './tls.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Reloads the device store and the token file now (SIGHUP). */
+    reload: () => Promise<void>
+  }
+}
 
 export interface AppDeps {
   /** Use this store instead of opening STORE_FILE. */
@@ -45,34 +58,45 @@ export function brokerFromConfig (mqtt: Config['mqtt']): Broker | undefined {
 export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): Promise<FastifyInstance> {
   const logController = new RequestLogController()
   const checkEvery = Math.min(1000, Math.ceil(config.requestTimeoutMs / 4))
+  const tlsMaterial = config.tls === undefined ? undefined : await readTlsFiles(config.tls)
+  const serverOptions = {
+    // Node reads these only when the server is created: the whole request, headers and body, must
+    // arrive within REQUEST_TIMEOUT_MS, and so must the headers alone (Node's own default would be 60 s).
+    requestTimeout: config.requestTimeoutMs,
+    headersTimeout: config.requestTimeoutMs,
+    // Node checks those timeouts every connectionsCheckingInterval (30 s by default): check often
+    // enough that REQUEST_TIMEOUT_MS means what it says.
+    connectionsCheckingInterval: checkEvery,
+    // Node's own check answers an empty 400 that nobody logs; the request guard answers instead.
+    requireHostHeader: false
+  }
   const app = Fastify({
     logger: {
       level: config.logLevel,
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       serializers: { err: serializeError },
-      ...(deps.logStream && { stream: deps.logStream })
+      // Written synchronously: a line is out before the next work starts, so none is lost if the
+      // process dies, and a log reader that falls behind slows the service down instead of piling
+      // lines up in memory (an NDJSON batch writes an audit line per device). pino's default
+      // destination is asynchronous.
+      stream: deps.logStream ?? pino.destination({ dest: 1, sync: true })
     },
     logController,
     genReqId,
     bodyLimit: config.bodyLimit,
-    requestTimeout: config.requestTimeoutMs,
-    http: {
-      // Node reads these two only when the server is created (Fastify sets requestTimeout later,
-      // which Node then ignores): the whole request, headers and body, must arrive within
-      // REQUEST_TIMEOUT_MS, and so must the headers alone (Node's own default would be 60 s).
-      requestTimeout: config.requestTimeoutMs,
-      headersTimeout: config.requestTimeoutMs,
-      // Node checks those timeouts every connectionsCheckingInterval (30 s by default): check often
-      // enough that REQUEST_TIMEOUT_MS means what it says.
-      connectionsCheckingInterval: checkEvery,
-      // Node's own check answers an empty 400 that nobody logs; the request guard answers instead.
-      requireHostHeader: false
+    // The server is made here (HTTP, or HTTPS when TLS_* is set), so its options are set where it is made.
+    serverFactory (handler) {
+      const server = config.tls === undefined || tlsMaterial === undefined
+        ? createHttpServer(serverOptions, handler)
+        // An HTTPS server is an HTTP server to Fastify and to every plugin here: same events, same methods.
+        : createHttpsServer({ ...serverOptions, ...tlsOptions(tlsMaterial, config.tls) }, handler) as unknown as Server
+      server.keepAliveTimeout = config.keepAliveTimeoutMs
+      // The idle-socket cut comes well after the request timeout has been noticed (within checkEvery),
+      // so a slow request always gets its 408 and a log line instead of a silent close.
+      server.setTimeout(2 * config.requestTimeoutMs + checkEvery)
+      return server
     },
-    // The idle-socket cut comes well after the request timeout has been noticed (within checkEvery),
-    // so a slow request always gets its 408 and a log line instead of a silent close.
-    connectionTimeout: 2 * config.requestTimeoutMs + checkEvery,
     clientErrorHandler: handleClientError,
-    keepAliveTimeout: config.keepAliveTimeoutMs,
     // Requests that arrive while closing get the standard error body from the request guard instead of Fastify's plain 503.
     return503OnClosing: false,
     // Errors found before routing (a malformed URL) skip the usual completion log: write it here.
@@ -95,8 +119,22 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
   await app.register(errorHandler)
   await app.register(connections, { maxConnections: config.maxConnections })
   await app.register(requestGuard)
+  const tokens = await openTokens(app, config)
+  await app.register(auth, { mode: config.auth.mode, tokens, mtlsIdentity: config.auth.mtlsIdentity })
+  await app.register(rateLimits, config.rateLimit)
+  const tls = config.tls === undefined ? undefined : await watchTlsFiles(app.server as unknown as HttpsServer, config.tls, app.log.child({ component: 'tls' }))
+  if (tls !== undefined) app.addHook('onClose', async () => { await tls.close() })
   await app.register(storePlugin, { config, store: deps.store })
-  await app.register(healthRoutes)
+  await app.register(healthRoutes, {
+    access: () => ({
+      mode: config.auth.mode,
+      ...(tokens !== undefined && { tokens: tokens.health() }),
+      rateLimits: app.limits.health(),
+      ...(tls !== undefined && { tls: { lastReloadError: tls.lastReloadError() } })
+    })
+  })
+  // SIGHUP: every file the service reads while it runs, each reloaded as its own rules say.
+  app.decorate('reload', async () => { await Promise.all([app.store.reload?.(), tokens?.reload()]) })
   const signing = { defaultSignMethod: config.signMethod, broker: brokerFromConfig(config.mqtt), clock: deps.clock ?? Date.now }
   await app.register(signRoute, signing)
   await app.register(batchRoute, {
@@ -106,4 +144,19 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
     idleMs: config.requestTimeoutMs
   })
   return app
+}
+
+/** The tokens of AUTH_TOKENS_FILE when it is set, reloaded like the store and closed with the app. */
+async function openTokens (app: FastifyInstance, config: Readonly<Config>): Promise<TokenStore | undefined> {
+  const path = config.auth.tokensFile
+  if (path === undefined || config.auth.mode === 'none') return undefined
+  const tokens = await createTokenStore({
+    path,
+    watch: config.storeWatch,
+    settleMs: config.storeSettleMs,
+    pollMs: config.storePollMs,
+    log: app.log.child({ component: 'tokens' })
+  })
+  app.addHook('onClose', async () => { await tokens.close() })
+  return tokens
 }

@@ -2,7 +2,11 @@
 import { isIP } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
+import { MTLS_IDENTITIES, type MtlsIdentity } from './auth/certificate.js'
 import { DEFAULT_SIGN_METHOD, SIGN_METHOD_NAMES, normalizeSignMethod, type SignMethod } from './core/sign-method.js'
+
+const AUTH_MODES = ['token', 'mtls', 'none'] as const
+export type AuthMode = (typeof AUTH_MODES)[number]
 
 /** The bundled example store, used when STORE_FILE is not set (resolved from src/ or dist/ alike). */
 export const EXAMPLE_STORE_FILE = fileURLToPath(new URL('../examples/devices.json', import.meta.url))
@@ -80,8 +84,22 @@ export const envSchema = z.object({
   MQTT_WEBSOCKET_URL: websocketUrl.optional()
     .describe('MQTT-over-secure-WebSocket URL returned with the credentials, e.g. wss://mqtt-cn4.envisioniot.com/mqtt.'),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info').describe(`Log level: ${LOG_LEVELS.join(', ')}.`),
-  AUTH_MODE: z.enum(['none'], { error: 'must be none: it is the only access mode in this version' }).default('none')
-    .describe('Access control for the API. Only none (open: run it inside a private network) exists in this version.'),
+  AUTH_MODE: z.enum(AUTH_MODES, { error: `must be ${AUTH_MODES.join(', ')}` }).optional()
+    .describe('Access control: token (Authorization: Bearer, tokens from AUTH_TOKENS_FILE), mtls (device client certificates; tokens work too) or none (open). Default: token, or none while the bundled example store is served.'),
+  AUTH_TOKENS_FILE: optionalText
+    .describe('JSON file of API tokens, stored as SHA-256 hashes: { "tokens": [ { name, sha256, scopes, products, expires? } ] }. Reloaded on change and SIGHUP. Make entries with `enos-mqtt-signer token create`.'),
+  RATE_LIMIT_PER_CALLER: whole('must be a whole number from 0 to 1000000', 0, 1_000_000, 6000)
+    .describe('Requests a minute per caller (token name, device certificate, or client address when open) on the signing routes; a batch counts as one. 0: no limit.'),
+  RATE_LIMIT_PER_DEVICE: whole('must be a whole number from 0 to 1000000', 0, 1_000_000, 30)
+    .describe('POST /sign requests a minute per device, so a reboot loop cannot starve the rest. 0: no limit.'),
+  RATE_LIMIT_REDIS_URL: z.string().trim().regex(/^rediss?:\/\/[^\s]+$/, 'must be a redis:// or rediss:// URL').optional()
+    .describe('Redis that the replicas share the rate-limit counters through. Unset, or while it is unreachable: each process counts alone.'),
+  TLS_CERT_FILE: optionalText.describe('Serve HTTPS with this PEM certificate (chain); reloaded when it changes. Needs TLS_KEY_FILE.'),
+  TLS_KEY_FILE: optionalText.describe('The PEM private key of TLS_CERT_FILE; reloaded when it changes.'),
+  TLS_CLIENT_CA_FILE: optionalText
+    .describe('PEM CA certificate(s) that client certificates must chain to; asks clients for a certificate (needed by AUTH_MODE=mtls).'),
+  MTLS_IDENTITY: z.enum(MTLS_IDENTITIES, { error: `must be ${MTLS_IDENTITIES.join(' or ')}` }).default('deviceKey')
+    .describe('How a client certificate names its device: its CN or a DNS/URI SAN equal to the deviceKey, or to productKey/deviceKey.'),
   MAX_CONNECTIONS: wholeNumber('must be a whole number from 1 to 1000000', 1, 1_000_000).optional()
     .describe('Most connections open at once; more are closed as they arrive. Default: the open-file limit minus 128.'),
   BATCH_MAX_ITEMS: whole('must be a whole number from 1 to 100000', 1, 100_000, 1000)
@@ -106,7 +124,10 @@ export interface Config {
   signMethod: SignMethod
   mqtt: { host: string, port: number, tls: boolean, websocketUrl: string | undefined } | undefined
   logLevel: (typeof LOG_LEVELS)[number]
-  authMode: 'none'
+  /** The mode in force; `exampleOpen`: none because the bundled example store is served and AUTH_MODE is unset. */
+  auth: { mode: AuthMode, exampleOpen: boolean, tokensFile: string | undefined, mtlsIdentity: MtlsIdentity }
+  rateLimit: { perCaller: number, perDevice: number, redisUrl: string | undefined }
+  tls: { certFile: string, keyFile: string, clientCaFile: string | undefined } | undefined
   maxConnections: number | undefined
   batchMaxItems: number
   bodyLimit: number
@@ -116,6 +137,32 @@ export interface Config {
 }
 
 const MQTT_DETAILS = ['MQTT_PORT', 'MQTT_TLS', 'MQTT_WEBSOCKET_URL'] as const
+
+/**
+ * The rules between the access variables, as lines of the one configuration message. A real
+ * store with AUTH_MODE unset means token mode, so it needs a token file: the message names the
+ * two ways out.
+ */
+function accessProblems (env: Readonly<Record<string, string | undefined>>): string[] {
+  const lines: string[] = []
+  const mode = env.AUTH_MODE ?? (env.STORE_FILE === undefined ? 'none' : 'token')
+  if (mode === 'token' && env.AUTH_TOKENS_FILE === undefined) {
+    lines.push(`  AUTH_TOKENS_FILE: is required with AUTH_MODE=token${env.AUTH_MODE === undefined ? ' (the default with a real store)' : ''}: ` +
+      'create a token file (enos-mqtt-signer token create), or set AUTH_MODE=none to run the API open on purpose')
+  }
+  if (mode === 'mtls') {
+    for (const name of ['TLS_CERT_FILE', 'TLS_KEY_FILE', 'TLS_CLIENT_CA_FILE']) if (env[name] === undefined) lines.push(`  ${name}: is required with AUTH_MODE=mtls`)
+  } else if (env.MTLS_IDENTITY !== undefined) {
+    lines.push('  MTLS_IDENTITY: has no effect without AUTH_MODE=mtls')
+  }
+  if ((env.TLS_CERT_FILE === undefined) !== (env.TLS_KEY_FILE === undefined) && mode !== 'mtls') {
+    lines.push(`  ${env.TLS_CERT_FILE === undefined ? 'TLS_CERT_FILE' : 'TLS_KEY_FILE'}: is required with ${env.TLS_CERT_FILE === undefined ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'}`)
+  }
+  if (env.TLS_CLIENT_CA_FILE !== undefined && env.TLS_CERT_FILE === undefined && mode !== 'mtls') {
+    lines.push('  TLS_CLIENT_CA_FILE: has no effect without TLS_CERT_FILE and TLS_KEY_FILE')
+  }
+  return lines
+}
 
 /** Thrown by {@link loadConfig}; the message names every bad variable, one per line, never a value. */
 export class ConfigError extends Error {
@@ -135,13 +182,16 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
     // Broker settings without a broker would be silently ignored: say so instead.
     for (const name of MQTT_DETAILS) if (present[name] !== undefined) lines.push(`  ${name}: has no effect without MQTT_HOST`)
   }
+  lines.push(...accessProblems(present))
   if (!result.success || lines.length > 0) throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`)
   const e = result.data
+  const isExampleStore = e.STORE_FILE === undefined
+  const authMode: AuthMode = e.AUTH_MODE ?? (isExampleStore ? 'none' : 'token')
   return Object.freeze({
     port: e.PORT,
     host: e.HOST,
     storeFile: e.STORE_FILE ?? EXAMPLE_STORE_FILE,
-    isExampleStore: e.STORE_FILE === undefined,
+    isExampleStore,
     storeWatch: e.STORE_WATCH,
     storeSettleMs: e.STORE_SETTLE_MS,
     storePollMs: e.STORE_POLL_MS,
@@ -151,7 +201,11 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
       ? undefined
       : Object.freeze({ host: e.MQTT_HOST, port: e.MQTT_PORT, tls: e.MQTT_TLS, websocketUrl: e.MQTT_WEBSOCKET_URL }),
     logLevel: e.LOG_LEVEL,
-    authMode: e.AUTH_MODE,
+    auth: Object.freeze({ mode: authMode, exampleOpen: e.AUTH_MODE === undefined && isExampleStore, tokensFile: e.AUTH_TOKENS_FILE, mtlsIdentity: e.MTLS_IDENTITY }),
+    rateLimit: Object.freeze({ perCaller: e.RATE_LIMIT_PER_CALLER, perDevice: e.RATE_LIMIT_PER_DEVICE, redisUrl: e.RATE_LIMIT_REDIS_URL }),
+    tls: e.TLS_CERT_FILE === undefined || e.TLS_KEY_FILE === undefined
+      ? undefined
+      : Object.freeze({ certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.TLS_CLIENT_CA_FILE }),
     maxConnections: e.MAX_CONNECTIONS,
     batchMaxItems: e.BATCH_MAX_ITEMS,
     bodyLimit: e.BODY_LIMIT,

@@ -4,7 +4,9 @@ import { isIP } from 'node:net'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
+import { TokenFileError } from './auth/tokens.js'
 import { DeviceFileError } from './store/device-file.js'
+import { TlsFileError } from './tls.js'
 
 /** Extra time after SHUTDOWN_TIMEOUT_MS before close-with-grace gives up and exits 1. */
 const LAST_RESORT_MS = 2000
@@ -27,7 +29,8 @@ export async function start (env: NodeJS.ProcessEnv, onReload: (reload: () => vo
   const config = loadConfig(env)
   await checkHost(config.host)
   const app = await buildApp(config)
-  onReload(() => { app.store.reload?.() })
+  // A failed reload is logged and shown in /readyz by the store or token file itself.
+  onReload(() => { app.reload().catch(() => {}) })
   // SIGHUP means "reload the store" here, not "stop": keep it away from close-with-grace.
   closeWithGrace({ delay: config.shutdownTimeoutMs + LAST_RESORT_MS, logger: app.log, skip: ['SIGHUP'] }, async ({ signal, err }) => {
     /* c8 ignore next 2 -- reached only through an uncaught exception, i.e. a bug; no request can cause one */
@@ -43,13 +46,20 @@ export async function start (env: NodeJS.ProcessEnv, onReload: (reload: () => vo
     app.log.info('stopped')
   })
   await app.listen({ port: config.port, host: config.host })
-  app.log.warn({ authMode: config.authMode }, 'AUTH_MODE=none: anyone who can reach this port can get credentials; keep the service on a private network')
+  const { mode, exampleOpen } = config.auth
+  if (exampleOpen) {
+    app.log.warn({ authMode: mode }, 'AUTH_MODE unset with the bundled example store: the API runs open (anyone who can reach this port can sign for the example devices); set STORE_FILE and AUTH_TOKENS_FILE for real devices')
+  } else if (mode === 'none') {
+    app.log.warn({ authMode: mode }, 'AUTH_MODE=none: anyone who can reach this port can get credentials; keep the service on a private network')
+  } else {
+    app.log.info({ authMode: mode, tls: config.tls !== undefined }, `access control: ${mode}`)
+  }
 }
 
 /** Startup failed: one message naming every problem, no stack trace for a known cause, exit 1. */
 export function failStartup (err: unknown): never {
   const code = (err as NodeJS.ErrnoException).code
-  if (err instanceof ConfigError || err instanceof DeviceFileError) {
+  if (err instanceof ConfigError || err instanceof DeviceFileError || err instanceof TokenFileError || err instanceof TlsFileError) {
     process.stderr.write(`enos-mqtt-signer: ${err.message}\n`)
   } else if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
     process.stderr.write(`enos-mqtt-signer: cannot listen (${code}); check HOST and PORT\n`)

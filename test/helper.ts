@@ -1,6 +1,10 @@
 // Shared test fixtures: an app on the example store, a log sink that parses real pino output, fake stores.
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { Writable } from 'node:stream'
+import type { Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { buildApp, type AppDeps } from '../src/app.js'
 import { EXAMPLE_STORE_FILE, loadConfig, type Config } from '../src/config.js'
@@ -31,7 +35,8 @@ export const FIXED_NOW = 1524448722000
 export interface Teardown { teardown: (fn: () => unknown) => void }
 
 export function testConfig (env: Record<string, string> = {}): Readonly<Config> {
-  return loadConfig({ LOG_LEVEL: 'silent', STORE_FILE: EXAMPLE_STORE_FILE, STORE_WATCH: 'false', ...env })
+  // Open and without rate limits unless a test asks for them: most tests are about something else.
+  return loadConfig({ LOG_LEVEL: 'silent', STORE_FILE: EXAMPLE_STORE_FILE, STORE_WATCH: 'false', AUTH_MODE: 'none', RATE_LIMIT_PER_CALLER: '0', RATE_LIMIT_PER_DEVICE: '0', ...env })
 }
 
 /** An app on the example store (or deps.store), ready, closed when the test ends. */
@@ -85,4 +90,27 @@ const CONTRACT_DIGESTS: Readonly<Record<string, string>> = { hmacsha1: 'sha1', s
 export function contractPassword (p: { clientId: string, deviceKey: string, productKey: string, timestamp: string, deviceSecret: string, signMethod: string }): string {
   const content = `clientId${p.clientId}deviceKey${p.deviceKey}productKey${p.productKey}timestamp${p.timestamp}`
   return createHash(CONTRACT_DIGESTS[p.signMethod.toLowerCase()] as string).update(content + p.deviceSecret, 'utf8').digest('hex').toUpperCase()
+}
+
+export interface TestToken { token: string, entry: { name: string, sha256: string, scopes: string[], products: string[] | '*', expires?: string } }
+
+/** A new random token and the token-file entry for it (the SHA-256 of the token, as the file holds it). */
+export function makeToken (name: string, scopes: string[], products: string[] | '*', expires?: string): TestToken {
+  const token = randomBytes(32).toString('base64url')
+  const sha256 = createHash('sha256').update(token).digest('hex')
+  return { token, entry: { name, sha256, scopes, products, ...(expires !== undefined && { expires }) } }
+}
+
+/** A new empty directory of its own, removed when the test ends (t.testdir is one per test, and a second call empties it). */
+export function tempDir (t: Test, prefix = 'test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** Writes a token file of these tokens in a directory of its own and returns its path. */
+export function writeTokenFile (t: Test, tokens: readonly TestToken[]): string {
+  const path = join(tempDir(t, 'tokens-'), 'tokens.json')
+  writeFileSync(path, JSON.stringify({ tokens: tokens.map(({ entry }) => entry) }))
+  return path
 }

@@ -42,7 +42,7 @@ t.test('the spec documents POST /sign with every status it can return', async (t
   const spec = JSON.parse(await readFile(committedPath, 'utf8'))
   const sign = spec.paths['/sign'].post
   t.equal(sign.operationId, 'sign')
-  t.same(Object.keys(sign.responses).sort(), ['200', '400', '403', '404', '408', '413', '415', '500', '503'])
+  t.same(Object.keys(sign.responses).sort(), ['200', '400', '401', '403', '404', '408', '413', '415', '429', '500', '503'])
   t.ok(spec.components.schemas.Error, 'errors share one $ref schema')
   t.same(sign.responses['404'].content['application/json'].schema, { $ref: '#/components/schemas/Error' })
   t.notOk('description' in spec.components.schemas.Error, 'the per-status description is on the response, not in the shared schema')
@@ -55,7 +55,7 @@ t.test('the spec documents POST /sign/batch with both content types, in and out,
   t.equal(batch?.operationId, 'signBatch')
   t.same(Object.keys(batch?.requestBody.content ?? {}), ['application/json', 'application/x-ndjson'])
   t.same(Object.keys(batch?.responses['200']?.content ?? {}), ['application/json', 'application/x-ndjson'])
-  t.same(Object.keys(batch?.responses ?? {}).sort(), ['200', '400', '408', '413', '415', '500', '503'])
+  t.same(Object.keys(batch?.responses ?? {}).sort(), ['200', '400', '401', '403', '408', '413', '415', '429', '500', '503'])
 })
 
 t.test('the request body example of POST /sign/batch signs the example device as it is', async (t) => {

@@ -43,10 +43,13 @@ interface HttpSocket extends Socket {
 async function connections (app: FastifyInstance, options: ConnectionsOptions): Promise<void> {
   const maxConnections = options.maxConnections ?? defaultMaxConnections(options.limitsFile)
   const open = new Set<HttpSocket>()
-  app.server.on('connection', (socket: HttpSocket) => {
+  const track = (socket: HttpSocket): void => {
     open.add(socket)
     socket.once('close', () => open.delete(socket))
-  })
+  }
+  app.server.on('connection', track)
+  // Over HTTPS the response sits on the TLS socket, which only this event hands out.
+  app.server.on('secureConnection', track)
 
   if (maxConnections !== undefined) {
     app.server.maxConnections = maxConnections

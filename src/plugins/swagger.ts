@@ -86,6 +86,16 @@ async function swaggerPlugin (app: FastifyInstance, opts: { version: string }): 
         description: 'Turns productKey + deviceKey into ready-to-use EnOS IoT Hub MQTT CONNECT credentials.',
         version: opts.version
       },
+      components: {
+        securitySchemes: {
+          bearerAuth: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'AUTH_MODE=token (the default with a real store) or mtls: a token of AUTH_TOKENS_FILE with the route\'s scope (sign, sign:batch, verify) and the product. ' +
+              'With AUTH_MODE=mtls a device may instead present a client certificate naming it (OpenAPI 3.0 has no scheme for mutual TLS). With AUTH_MODE=none nothing is needed.'
+          }
+        }
+      },
       tags: [
         { name: 'signing', description: 'MQTT CONNECT credentials' },
         { name: 'health', description: 'Liveness and readiness' }

@@ -10,7 +10,11 @@ import {
   writeBroker, writeFailed, writePosition, writeSigned, writeSummary, type BatchItem, type BatchSummary
 } from '../schemas/batch.js'
 import type { Broker } from '../schemas/credentials.js'
-import { COMMON_ERRORS, errorResponses } from '../schemas/error.js'
+import { deviceRefusal, type Caller } from '../auth/caller.js'
+import type { BatchAudit } from '../plugins/request-log.js'
+import { callerOf } from '../plugins/auth.js'
+import { newBatchAudit, noteFailure, noteSigned, type ItemPosition } from '../plugins/request-log.js'
+import { ACCESS_ERRORS, COMMON_ERRORS, SECURITY, errorResponses } from '../schemas/error.js'
 import { REQUEST_ID_HEADER } from '../schemas/response.js'
 import { signFound, type SignDefaults } from '../sign-device.js'
 import type { Device, DeviceStore } from '../store/store.js'
@@ -51,11 +55,14 @@ interface Signing {
   store: DeviceStore
   defaults: SignDefaults
   summary: BatchSummary
+  /** What the request's audit line says of the items: the failed ones and the signed ones by product. */
+  audit: BatchAudit
   log: FastifyBaseLogger
+  caller: Caller
 }
 
 /** One item of a group to sign: where its result goes, and the item as sent. Or its result already, when the line could not be read. */
-type Entry = { position: string, value: unknown } | { failed: string }
+type Entry = { at: ItemPosition, position: string, value: unknown } | { at: ItemPosition, failed: string, code: string }
 
 const INTERNAL_MESSAGE = 'internal error; the request id in the logs tells what happened'
 
@@ -66,36 +73,41 @@ const INTERNAL_MESSAGE = 'internal error; the request id in the logs tells what 
  * an AppError is a bug, logged with its cause and answered INTERNAL, as POST /sign would.
  */
 async function resultsOf (signing: Signing, entries: readonly Entry[]): Promise<string[]> {
-  const { summary } = signing
+  const { summary, audit, log } = signing
   const results: string[] = new Array<string>(entries.length)
   const valid: Array<{ at: number, position: string, item: BatchItem }> = []
-  const fail = (at: number, text: string): void => {
+  const fail = (at: number, text: string, code: string, item?: BatchItem): void => {
     summary.failed++
     results[at] = text
+    noteFailure(audit, { ...(entries[at] as Entry).at, ...(item !== undefined && { productKey: item.productKey, deviceKey: item.deviceKey }), code })
   }
+  const failWith = (at: number, error: AppError, item?: BatchItem): void => fail(at, writeFailed((entries[at] as { position: string }).position, error), error.code, item)
   entries.forEach((entry, at) => {
     summary.total++
-    if ('failed' in entry) return fail(at, entry.failed)
+    if ('failed' in entry) return fail(at, entry.failed, entry.code)
     const checked = batchItemSchema.safeParse(entry.value)
-    if (checked.success) valid.push({ at, position: entry.position, item: checked.data })
-    else fail(at, writeFailed(entry.position, zodValidationFailed('invalid device', checked.error)))
+    if (!checked.success) return failWith(at, zodValidationFailed('invalid device', checked.error))
+    const refusal = deviceRefusal(signing.caller, checked.data.productKey, checked.data.deviceKey)
+    if (refusal !== undefined) return failWith(at, refusal, checked.data)
+    valid.push({ at, position: entry.position, item: checked.data })
   })
   let devices: Array<Device | undefined>
   try {
     devices = await signing.store.findDevices(valid.map(({ item }) => item))
   } catch (err) {
     const error = isAppError(err) ? err : new AppError('INTERNAL', INTERNAL_MESSAGE)
-    if (!isAppError(err)) signing.log.error({ err }, 'batch lookup failed')
-    for (const { at, position } of valid) fail(at, writeFailed(position, error))
+    if (!isAppError(err)) log.error({ err }, 'batch lookup failed')
+    for (const { at, item } of valid) failWith(at, error, item)
     return results
   }
   valid.forEach(({ at, position, item }, i) => {
     try {
       results[at] = writeSigned(position, signFound(devices[i], item, signing.defaults))
       summary.signed++
+      noteSigned(audit, item.productKey)
     } catch (err) {
       // signFound throws only AppErrors: the table's answers for one device.
-      fail(at, writeFailed(position, err as AppError))
+      failWith(at, err as AppError, item)
     }
   })
   return results
@@ -103,15 +115,17 @@ async function resultsOf (signing: Signing, entries: readonly Entry[]): Promise<
 
 /** The entry of one NDJSON input line: the value on it, or its result when it cannot be read. */
 function lineEntry (line: Line, maxLineBytes: number): Entry {
+  const at = { line: line.number }
   const position = (reference?: string): string => writePosition('line', line.number, reference)
+  const unreadable = (error: AppError): Entry => ({ at, failed: writeFailed(position(), error), code: error.code })
   if (!('text' in line)) {
-    return { failed: writeFailed(position(), new AppError('PAYLOAD_TOO_LARGE', `line ${line.number} is longer than ${maxLineBytes} bytes (BODY_LIMIT); one line holds one device`)) }
+    return unreadable(new AppError('PAYLOAD_TOO_LARGE', `line ${line.number} is longer than ${maxLineBytes} bytes (BODY_LIMIT); one line holds one device`))
   }
   try {
     const value: unknown = JSON.parse(line.text)
-    return { position: position(referenceOf(value)), value }
+    return { at, position: position(referenceOf(value)), value }
   } catch {
-    return { failed: writeFailed(position(), new AppError('MALFORMED_JSON', `line ${line.number} is not valid JSON`)) }
+    return unreadable(new AppError('MALFORMED_JSON', `line ${line.number} is not valid JSON`))
   }
 }
 
@@ -161,6 +175,8 @@ const batchRoute: FastifyPluginAsyncZod<BatchRouteOptions> = async (app, options
   })
 
   app.post('/sign/batch', {
+    config: { scope: 'sign:batch', audit: true },
+    onRequest: app.limits.perCaller,
     bodyLimit: maxItems * BYTES_PER_ITEM + BYTES_PER_ITEM,
     // The documented body lists whole items; the check here is only the envelope, so that a bad
     // item fails alone instead of failing the batch. A stream is read, and checked, line by line.
@@ -175,6 +191,7 @@ const batchRoute: FastifyPluginAsyncZod<BatchRouteOptions> = async (app, options
       description: `As JSON: at most BATCH_MAX_ITEMS devices, answered with one result per device, in order. As ${NDJSON}: ` +
         'one device per line, any number, answered line by line as the lines arrive and ended by a summary line. ' +
         'Each device is checked and signed on its own, with the codes POST /sign would answer: a bad item fails alone.',
+      security: SECURITY,
       body: {
         content: {
           'application/json': { schema: batchRequestSchema },
@@ -188,6 +205,8 @@ const batchRoute: FastifyPluginAsyncZod<BatchRouteOptions> = async (app, options
           content: { 'application/json': { schema: batchResponseSchema }, [NDJSON]: { schema: batchLineSchema } }
         },
         ...errorResponses({
+          ...ACCESS_ERRORS,
+          403: 'The caller lacks the sign:batch scope (FORBIDDEN). An item for a product or device the caller may not sign for fails alone, with FORBIDDEN.',
           400: 'The body is not a batch: not JSON (MALFORMED_JSON), or not an object with a non-empty `devices` array and nothing else (VALIDATION_FAILED). A bad item is not this: it fails in its own result.',
           413: 'More than BATCH_MAX_ITEMS devices (BATCH_TOO_LARGE: stream them as NDJSON instead), or a JSON body larger than 1 KiB per allowed device (PAYLOAD_TOO_LARGE).',
           408: COMMON_ERRORS[408],
@@ -199,7 +218,16 @@ const batchRoute: FastifyPluginAsyncZod<BatchRouteOptions> = async (app, options
     }
   }, async (request, reply) => {
     const summary = { total: 0, signed: 0, failed: 0 }
-    const signing: Signing = { store: app.store, defaults: { signMethod: defaultSignMethod, timestamp: String(clock()) }, summary, log: request.log }
+    const audit = newBatchAudit()
+    request.batchAudit = audit
+    const signing: Signing = {
+      store: app.store,
+      defaults: { signMethod: defaultSignMethod, timestamp: String(clock()) },
+      summary,
+      audit,
+      log: request.log,
+      caller: callerOf(request)
+    }
     const body: unknown = request.body
     if (isStream(body)) {
       request.batch = summary
@@ -212,7 +240,7 @@ const batchRoute: FastifyPluginAsyncZod<BatchRouteOptions> = async (app, options
       throw new AppError('BATCH_TOO_LARGE', `a batch holds at most ${maxItems} devices (BATCH_MAX_ITEMS) and this one has ${devices.length}: split it, or stream it as ${NDJSON}`)
     }
     request.batch = summary
-    const results = await resultsOf(signing, devices.map((value, index) => ({ position: writePosition('index', index, referenceOf(value)), value })))
+    const results = await resultsOf(signing, devices.map((value, index) => ({ at: { index }, position: writePosition('index', index, referenceOf(value)), value })))
     request.outcome = 'signed'
     return sendWritten(reply, 'application/json; charset=utf-8', '{"results":[' + results.join(',') + '],"summary":' + writeSummary(summary) + writeBroker(broker) + '}')
   })

@@ -18,12 +18,35 @@ const storeHealthSchema = z.object({
     .describe('A changed file not applied by itself because it would remove too many devices (STORE_MAX_SHRINK_PERCENT); SIGHUP applies it.')
 }).meta({ id: 'StoreHealth' })
 
+const reloadErrorSchema = z.object({ message: z.string(), at: z.string() })
+
+const accessSchema = z.object({
+  mode: z.enum(['token', 'mtls', 'none']).describe('AUTH_MODE in force.'),
+  tokens: z.object({ path: z.string(), tokens: z.number().int(), loadedAt: z.string(), lastReloadError: reloadErrorSchema.optional() }).optional()
+    .describe('AUTH_TOKENS_FILE: how many tokens it holds; a failed reload keeps the previous ones.'),
+  rateLimits: z.object({
+    perCaller: z.number().int(),
+    perDevice: z.number().int(),
+    shared: z.boolean().describe('Counters shared with the other replicas through Redis now.'),
+    redis: z.enum(['up', 'down']).optional()
+  }),
+  tls: z.object({ lastReloadError: reloadErrorSchema.optional() }).optional()
+}).meta({ id: 'AccessHealth' })
+
+export type AccessHealth = z.infer<typeof accessSchema>
+
 const readySchema = z.object({
   status: z.enum(['ready', 'unavailable']),
-  store: storeHealthSchema
+  store: storeHealthSchema,
+  access: accessSchema.optional().describe('Access control, rate limits and TLS: for operators; they do not decide readiness.')
 })
 
-const healthRoutes: FastifyPluginAsyncZod = async (app) => {
+export interface HealthRouteOptions {
+  /** What access control, rate limits and TLS look like now. */
+  access?: () => AccessHealth
+}
+
+const healthRoutes: FastifyPluginAsyncZod<HealthRouteOptions> = async (app, { access }) => {
   app.get('/healthz', {
     schema: {
       tags: ['health'],
@@ -63,7 +86,7 @@ const healthRoutes: FastifyPluginAsyncZod = async (app) => {
       request.outcome = 'STORE_UNAVAILABLE'
       reply.code(503).header('retry-after', String(STORE_RETRY_AFTER_SECONDS))
     }
-    return { status: store.ok ? 'ready' as const : 'unavailable' as const, store }
+    return { status: store.ok ? 'ready' as const : 'unavailable' as const, store, ...(access !== undefined && { access: access() }) }
   })
 }
 

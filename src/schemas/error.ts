@@ -1,6 +1,6 @@
 // The error body every route answers with (see plugins/error-handler.ts), registered once for $ref.
 import { z } from 'zod'
-import { RETRY_AFTER_HEADER, jsonResponse, type JsonResponse } from './response.js'
+import { RETRY_AFTER_HEADER, jsonResponse, type HeaderDoc, type JsonResponse } from './response.js'
 
 export const errorBodySchema = z.object({
   statusCode: z.number().int().describe('The HTTP status, repeated.'),
@@ -27,6 +27,31 @@ export const COMMON_ERRORS = {
   503: 'The store cannot answer now (STORE_UNAVAILABLE) or the service is stopping (SHUTTING_DOWN); retry after Retry-After seconds.'
 } as const
 
+/** The headers an error status carries besides X-Request-Id. */
+const HEADERS_BY_STATUS: Record<string, Record<string, HeaderDoc>> = {
+  401: { 'WWW-Authenticate': { type: 'string', description: 'Bearer realm="enos-mqtt-signer", with error="invalid_token" or "invalid_request" when a token was sent.' } },
+  429: {
+    ...RETRY_AFTER_HEADER,
+    'X-RateLimit-Limit': { type: 'integer', description: 'The limit that was reached, requests a minute.' },
+    'X-RateLimit-Remaining': { type: 'integer', description: 'Always 0 here.' },
+    'X-RateLimit-Reset': { type: 'integer', description: 'Seconds until the window ends.' }
+  },
+  503: RETRY_AFTER_HEADER
+}
+
+/** What these statuses mean on every route that needs a caller (scope): spread them next to the route's own. */
+export const ACCESS_ERRORS = {
+  401: 'No valid credentials (UNAUTHENTICATED): no, a malformed, an unknown or an expired bearer token, or a client certificate that is not accepted; WWW-Authenticate says Bearer.',
+  429: 'Too many requests from this caller (RATE_LIMIT_PER_CALLER) or, on POST /sign, for this device (RATE_LIMIT_PER_DEVICE) (RATE_LIMITED); retry after Retry-After seconds.'
+} as const
+
+/**
+ * How a route that needs a caller documents it: a bearer token (AUTH_MODE=token or mtls) or,
+ * with AUTH_MODE=mtls, a device client certificate (OpenAPI 3.0 has no scheme for mutual TLS:
+ * the description of bearerAuth says so), or nothing with AUTH_MODE=none.
+ */
+export const SECURITY: Array<Record<string, string[]>> = [{ bearerAuth: [] }, {}]
+
 /**
  * Response schemas for a route's error statuses, for its `schema.response`: status -> when it
  * happens. Every one is the shared Error body (one $ref component); the description goes on the
@@ -34,7 +59,7 @@ export const COMMON_ERRORS = {
  */
 export function errorResponses<const S extends number> (descriptions: Record<S, string>): Record<S, ErrorResponse> {
   const entries = Object.entries<string>(descriptions).map(([status, description]) =>
-    [status, jsonResponse(errorBodySchema, description, status === '503' ? RETRY_AFTER_HEADER : {})])
+    [status, jsonResponse(errorBodySchema, description, HEADERS_BY_STATUS[status] ?? {})])
   // Object.fromEntries forgets the keys, which are exactly those of `descriptions`.
   return Object.fromEntries(entries) as Record<S, ErrorResponse>
 }

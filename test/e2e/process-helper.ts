@@ -31,7 +31,7 @@ export interface RunningServer extends ServerProcess {
 /** Spawns src/server.ts under this process's loader and coverage, with test defaults overridden by `env`; SIGKILLed at teardown. */
 export function run (t: Teardown, env: Record<string, string>): ServerProcess {
   const child = spawn(process.execPath, [...process.execArgv, SERVER_CHILD], {
-    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', STORE_WATCH: 'false', LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', STORE_WATCH: 'false', LOG_LEVEL: 'info', AUTH_MODE: 'none', ...env },
     stdio: ['ignore', 'pipe', 'pipe', 'ipc']
   })
   let out = ''

@@ -1,20 +1,42 @@
 // E2E, the real service as a child process: it starts with no configuration on the example store; a bad configuration or store file stops it with a clear message.
 import { join } from 'node:path'
 import t from 'tap'
-import { EXAMPLE_PASSWORDS } from '../helper.js'
-import { CHILD_BUDGET_MS, run, sign, start } from './process-helper.js'
+import { EXAMPLE_STORE_FILE } from '../../src/config.js'
+import { EXAMPLE_PASSWORDS, makeToken, writeTokenFile } from '../helper.js'
+import { CHILD_BUDGET_MS, run, sign, start, waitFor } from './process-helper.js'
 
-t.setTimeout(3 * CHILD_BUDGET_MS)
+t.setTimeout(5 * CHILD_BUDGET_MS)
 
-t.test('npm start path: the server signs on the bundled example store and warns that it is the example', async (t) => {
-  const server = await start(t, {})
-  const res = await sign(server.port, { productKey: '123', deviceKey: 'test', clientId: '123', timestamp: '1524448722000' })
+const example = { productKey: '123', deviceKey: 'test', clientId: '123', timestamp: '1524448722000' }
+
+t.test('npm start path: with nothing set, the server signs on the bundled example store, open, and says so', async (t) => {
+  // AUTH_MODE empty counts as unset: the quick start as a new user runs it.
+  const server = await start(t, { AUTH_MODE: '' })
+  const res = await sign(server.port, example)
   t.equal(res.status, 200)
   t.equal(((await res.json()) as { mqttPassword: string }).mqttPassword, EXAMPLE_PASSWORDS.hmacsha1)
   t.match(server.output(), /serving the bundled example store/)
-  t.match(server.output(), /AUTH_MODE=none: anyone who can reach this port can get credentials/)
+  await waitFor(server, /AUTH_MODE unset with the bundled example store: the API runs open/)
   server.child.kill('SIGTERM')
   t.same(await server.exit, [0, null])
+})
+
+t.test('a real store with a token file: access control by token, and the log says so', async (t) => {
+  const token = makeToken('factory', ['sign'], ['123'])
+  const server = await start(t, { AUTH_MODE: '', STORE_FILE: EXAMPLE_STORE_FILE, AUTH_TOKENS_FILE: writeTokenFile(t, [token]) })
+  await waitFor(server, /"authMode":"token".*"msg":"access control: token"/)
+  t.equal((await sign(server.port, example)).status, 401)
+  const res = await fetch(`http://127.0.0.1:${server.port}/sign`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token.token}` }, body: JSON.stringify(example) })
+  t.equal(res.status, 200)
+  t.notMatch(server.output(), token.token)
+  server.child.kill('SIGTERM')
+  t.same(await server.exit, [0, null])
+})
+
+t.test('a real store, AUTH_MODE unset, no token file: startup stops naming the two ways out', async (t) => {
+  const proc = run(t, { AUTH_MODE: '', STORE_FILE: EXAMPLE_STORE_FILE })
+  t.equal((await proc.exit)[0], 1)
+  t.match(proc.output(), /AUTH_TOKENS_FILE: is required with AUTH_MODE=token \(the default with a real store\): create a token file \(enos-mqtt-signer token create\), or set AUTH_MODE=none to run the API open on purpose/)
 })
 
 t.test('a bad configuration stops startup with one message naming every bad variable', async (t) => {

@@ -4,7 +4,7 @@ import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { ERROR_STATUS } from '../../src/errors.js'
 import { RequestLogController, genReqId, serializeError, type LoggedError } from '../../src/plugins/request-log.js'
-import { EXAMPLE, EXAMPLE_SECRETS, brokenStore, buildTestApp, createLogSink, unavailableStore, untilServerRead } from '../helper.js'
+import { EXAMPLE, EXAMPLE_SECRETS, brokenStore, buildTestApp, createLogSink, makeToken, unavailableStore, untilServerRead, writeTokenFile } from '../helper.js'
 
 const json = { 'content-type': 'application/json' }
 const example = { productKey: EXAMPLE.productKey, deviceKey: EXAMPLE.deviceKey }
@@ -75,17 +75,26 @@ t.test('every request, success or error, writes exactly one log line, and no sec
   const sockets = await buildTestApp(t, { ...env, REQUEST_TIMEOUT_MS: '300' }, deps)
   const passwords = await driveEverything(app, down, broken)
   await driveSockets(sockets)
+  // Access control: no token, a token for another product, one request too many for a device.
+  const token = makeToken('other-product', ['sign'], ['Ab12Cd34'])
+  const guarded = await buildTestApp(t, { ...env, AUTH_MODE: 'token', AUTH_TOKENS_FILE: writeTokenFile(t, [token]), RATE_LIMIT_PER_DEVICE: '1' }, deps)
+  const headers = { authorization: `Bearer ${token.token}` }
+  await guarded.inject({ method: 'POST', url: '/sign', payload: example })
+  await guarded.inject({ method: 'POST', url: '/sign', headers, payload: example })
+  await guarded.inject({ method: 'POST', url: '/sign', headers, payload: { productKey: 'Ab12Cd34', deviceKey: 'boiler-0001' } })
+  await guarded.inject({ method: 'POST', url: '/sign', headers, payload: { productKey: 'Ab12Cd34', deviceKey: 'boiler-0001' } })
 
   const lines = sink.lines()
   const completed = lines.filter((line) => line.msg === 'request completed')
-  t.equal(completed.length, 26, 'one line per request', { lines: completed.map((l) => `${String(l.route)} ${String(l.outcome)}`) })
-  t.same(new Set(completed.map((line) => line.reqId)).size, 26, 'each with its own request id')
+  t.equal(completed.length, 30, 'one line per request', { lines: completed.map((l) => `${String(l.route)} ${String(l.outcome)}`) })
+  t.same(new Set(completed.map((line) => line.reqId)).size, 30, 'each with its own request id')
   const outcomes = new Set(completed.map((line) => line.outcome))
   for (const code of Object.keys(ERROR_STATUS)) t.ok(outcomes.has(code), `${code} was reached through HTTP and logged`)
   t.ok(outcomes.has('signed'))
 
   t.equal(passwords.length, 4)
   const raw = sink.raw()
+  t.notOk(raw.includes(token.token) || raw.includes(token.entry.sha256), 'no token and no hash')
   for (const secret of [...EXAMPLE_SECRETS, ...passwords]) {
     t.equal(raw.includes(secret.slice(0, 12)), false, `no trace of ${secret.slice(0, 4)}… in ${lines.length} log lines`)
   }

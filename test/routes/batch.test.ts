@@ -201,3 +201,18 @@ t.test('POST /sign/batch – one log line with the batch size and counts, and no
   for (const result of res.json().results.filter((r: { ok: boolean }) => r.ok)) t.notMatch(sink.raw(), result.mqttPassword)
   t.notMatch(sink.raw(), /deviceSecret|5eCr3t/)
 })
+
+t.test('POST /sign/batch – the audit line lists at most 1000 failures and 100 products, and counts the rest', async (t) => {
+  const devices = Array.from({ length: 150 }, (_, i) => ({ productKey: `P${i}`, deviceKey: 'd', deviceSecret: 's', enabled: true }))
+  const sink = createLogSink()
+  const dir = t.testdir({ 'devices.json': JSON.stringify({ devices }) })
+  const app = await buildTestApp(t, { STORE_FILE: join(dir, 'devices.json'), LOG_LEVEL: 'info', BATCH_MAX_ITEMS: '2000' }, { logStream: sink.stream })
+  const items = [...devices.map(({ productKey }) => ({ productKey, deviceKey: 'd' })), ...Array.from({ length: 1005 }, () => ({ productKey: 'P0', deviceKey: 'ghost' }))]
+  const res = await app.inject({ method: 'POST', url: '/sign/batch', payload: { devices: items } })
+  t.match(res.json().summary, { total: 1155, signed: 150, failed: 1005 })
+  const { batch } = sink.lines().find((line) => line.msg === 'request completed') as { batch: Record<string, unknown> }
+  t.equal((batch.failures as unknown[]).length, 1000)
+  t.equal(batch.failuresNotListed, 5)
+  t.equal(Object.keys(batch.signedByProduct as object).length, 100)
+  t.equal(batch.signedOtherProducts, 50)
+})

@@ -24,7 +24,11 @@ t.test('GET /readyz – store down -> 503 with the reason and Retry-After', asyn
   const res = await app.inject({ method: 'GET', url: '/readyz' })
   t.equal(res.statusCode, 503)
   t.equal(res.headers['retry-after'], '5')
-  t.same(res.json(), { status: 'unavailable', store: { ok: false, kind: 'fake', detail: 'the device store is not reachable; retry shortly' } })
+  t.same(res.json(), {
+    status: 'unavailable',
+    store: { ok: false, kind: 'fake', detail: 'the device store is not reachable; retry shortly' },
+    access: { mode: 'none', rateLimits: { perCaller: 0, perDevice: 0, shared: false } }
+  })
 })
 
 t.test('GET /readyz – a store failing unexpectedly -> 503 without its internals', async (t) => {

@@ -81,6 +81,13 @@ async function setup (t: Test, options: SetupOptions = {}): Promise<Setup> {
   return { dir, path, store, calls, reloads }
 }
 
+/** The file store with the reads of its watched file replaced: a file read can be made to look changed mid-read. */
+async function withFileRead (t: Test, fileRead: typeof import('../../src/store/file-read.js')): Promise<typeof import('../../src/store/file-store.js')> {
+  return t.mockImport<typeof import('../../src/store/file-store.js')>('../../src/store/file-store.js', {
+    '../../src/store/watched-file.js': await t.mockImport('../../src/store/watched-file.js', { '../../src/store/file-read.js': fileRead })
+  })
+}
+
 const hasDevice = (store: FileStore, deviceKey: string) => async (): Promise<boolean> => (await store.findDevice('pk', deviceKey)) !== undefined
 const outcomes = (reloads: ReturnType<typeof reloadRecorder>): ReloadOutcome[] => reloads.events.map((event) => event.outcome)
 
@@ -251,13 +258,11 @@ t.test('a FIFO swapped in between the check and the open is refused, not waited 
 })
 
 t.test('a read error without an errno code names the path but not the error text', async (t) => {
-  const { createFileStore: createMocked } = await t.mockImport<typeof import('../../src/store/file-store.js')>('../../src/store/file-store.js', {
-    '../../src/store/file-read.js': await t.mockImport('../../src/store/file-read.js', {
-      'node:fs/promises': { ...fs.promises, stat: async () => { throw new Error(`odd failure near ${SECRET}`) } }
-    })
+  const { readStoreFile } = await t.mockImport<typeof import('../../src/store/file-read.js')>('../../src/store/file-read.js', {
+    'node:fs/promises': { ...fs.promises, stat: async () => { throw new Error(`odd failure near ${SECRET}`) } }
   })
   const path = '/nowhere/devices.json'
-  await t.rejects(createMocked({ path, watch: false, log: fakeLogger().log }), { name: 'DeviceFileError', message: `cannot read ${path}: error` })
+  await t.rejects(readStoreFile(path), { name: 'DeviceFileError', message: `cannot read ${path}: error` })
 })
 
 t.test('an I/O error while the open file is read names the path and the errno code', async (t) => {
@@ -419,13 +424,11 @@ t.test('a file still being written is reloaded only once it has settled, never i
 t.test('a file that changes while it is read is not parsed: it is tried again once settled', async (t) => {
   let reads = 0
   const real = await import('../../src/store/file-read.js')
-  const { createFileStore: createMocked } = await t.mockImport<typeof import('../../src/store/file-store.js')>('../../src/store/file-store.js', {
-    '../../src/store/file-read.js': {
-      ...real,
-      readStoreFile: async (path: string) => {
-        const read = await real.readStoreFile(path)
-        return ++reads === 2 ? { ...read, stable: false } : read
-      }
+  const { createFileStore: createMocked } = await withFileRead(t, {
+    ...real,
+    readStoreFile: async (path: string) => {
+      const read = await real.readStoreFile(path)
+      return ++reads === 2 ? { ...read, stable: false } : read
     }
   })
   const path = join(t.testdir({ 'devices.json': FIRST }), 'devices.json')
@@ -441,11 +444,9 @@ t.test('a file that changes while it is read is not parsed: it is tried again on
 t.test('reload() waits out a file that changes while it is read, then gives up after a few tries', async (t) => {
   let unstable = 2
   const real = await import('../../src/store/file-read.js')
-  const { createFileStore: createMocked } = await t.mockImport<typeof import('../../src/store/file-store.js')>('../../src/store/file-store.js', {
-    '../../src/store/file-read.js': {
-      ...real,
-      readStoreFile: async (path: string) => ({ ...await real.readStoreFile(path), stable: unstable-- <= 0 })
-    }
+  const { createFileStore: createMocked } = await withFileRead(t, {
+    ...real,
+    readStoreFile: async (path: string) => ({ ...await real.readStoreFile(path), stable: unstable-- <= 0 })
   })
   const path = join(t.testdir({ 'devices.json': FIRST }), 'devices.json')
   const store = await createMocked({ path, watch: false, log: fakeLogger().log, settleMs: 5 })

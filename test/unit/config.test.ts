@@ -15,7 +15,9 @@ t.test('an empty environment gives the documented defaults on the bundled exampl
     signMethod: 'hmacsha1',
     mqtt: undefined,
     logLevel: 'info',
-    authMode: 'none',
+    auth: { mode: 'none', exampleOpen: true, tokensFile: undefined, mtlsIdentity: 'deviceKey' },
+    rateLimit: { perCaller: 6000, perDevice: 30, redisUrl: undefined },
+    tls: undefined,
     maxConnections: undefined,
     batchMaxItems: 1000,
     bodyLimit: 16384,
@@ -43,6 +45,9 @@ t.test('every variable is read and converted', async (t) => {
     MQTT_WEBSOCKET_URL: 'wss://mqtt-cn4.envisioniot.com:443/mqtt',
     LOG_LEVEL: 'warn',
     AUTH_MODE: 'none',
+    RATE_LIMIT_PER_CALLER: '100',
+    RATE_LIMIT_PER_DEVICE: '0',
+    RATE_LIMIT_REDIS_URL: 'redis://:pw@cache:6379/2',
     MAX_CONNECTIONS: '500',
     BODY_LIMIT: '4096',
     REQUEST_TIMEOUT_MS: '5000',
@@ -61,6 +66,8 @@ t.test('every variable is read and converted', async (t) => {
     signMethod: 'sha256',
     mqtt: { host: 'mqtt-cn4.envisioniot.com', port: 18883, tls: true, websocketUrl: 'wss://mqtt-cn4.envisioniot.com/mqtt' },
     logLevel: 'warn',
+    auth: { mode: 'none', exampleOpen: false, tokensFile: undefined },
+    rateLimit: { perCaller: 100, perDevice: 0, redisUrl: 'redis://:pw@cache:6379/2' },
     maxConnections: 500,
     bodyLimit: 4096,
     requestTimeoutMs: 5000,
@@ -88,7 +95,7 @@ t.test('every bad variable is named in one ConfigError, without its value', asyn
     MQTT_TLS: 'maybe',
     MQTT_WEBSOCKET_URL: 'https://example.com/mqtt',
     LOG_LEVEL: 'loud',
-    AUTH_MODE: 'token',
+    AUTH_MODE: 'apikey',
     BODY_LIMIT: '10',
     REQUEST_TIMEOUT_MS: '-1',
     KEEP_ALIVE_TIMEOUT_MS: '1.5',
@@ -101,8 +108,45 @@ t.test('every bad variable is named in one ConfigError, without its value', asyn
   t.notMatch(err.message, /sometimes|hmacsha512|bad host!|example\.com|loud|soon/, 'values are not echoed')
 })
 
-t.test('AUTH_MODE accepts only none for now, with a reason', async (t) => {
-  t.throws(() => loadConfig({ AUTH_MODE: 'apikey' }), { message: /AUTH_MODE: must be none/ })
+t.test('AUTH_MODE is token, mtls or none', async (t) => {
+  t.throws(() => loadConfig({ AUTH_MODE: 'apikey' }), { message: /AUTH_MODE: must be token, mtls, none/ })
+})
+
+t.test('with a real store and AUTH_MODE unset, access control is token, and a token file is required: the message names both ways out', async (t) => {
+  const err = t.throws(() => loadConfig({ STORE_FILE: '/data/devices.csv' })) as Error
+  t.equal(err.message, 'Invalid configuration:\n  AUTH_TOKENS_FILE: is required with AUTH_MODE=token (the default with a real store): ' +
+    'create a token file (enos-mqtt-signer token create), or set AUTH_MODE=none to run the API open on purpose')
+  t.match(loadConfig({ STORE_FILE: '/data/devices.csv', AUTH_TOKENS_FILE: '/run/secrets/tokens.json' }).auth, { mode: 'token', exampleOpen: false, tokensFile: '/run/secrets/tokens.json' })
+  t.match(loadConfig({ STORE_FILE: '/data/devices.csv', AUTH_MODE: 'none' }).auth, { mode: 'none', exampleOpen: false })
+  t.throws(() => loadConfig({ AUTH_MODE: 'token' }), { message: /AUTH_TOKENS_FILE: is required with AUTH_MODE=token: / }, 'asked for explicitly, with the example store too')
+})
+
+t.test('the bundled example store runs open while AUTH_MODE is unset, and obeys AUTH_MODE when it is set', async (t) => {
+  t.same(loadConfig({}).auth, { mode: 'none', exampleOpen: true, tokensFile: undefined, mtlsIdentity: 'deviceKey' })
+  t.same(loadConfig({ AUTH_MODE: 'token', AUTH_TOKENS_FILE: '/t.json' }).auth, { mode: 'token', exampleOpen: false, tokensFile: '/t.json', mtlsIdentity: 'deviceKey' })
+})
+
+t.test('TLS needs its certificate and key together; mtls needs all three files; MTLS_IDENTITY needs mtls', async (t) => {
+  const tls = { TLS_CERT_FILE: '/tls/cert.pem', TLS_KEY_FILE: '/tls/key.pem' }
+  t.same(loadConfig(tls).tls, { certFile: '/tls/cert.pem', keyFile: '/tls/key.pem', clientCaFile: undefined })
+  t.throws(() => loadConfig({ TLS_CERT_FILE: '/tls/cert.pem' }), { message: 'Invalid configuration:\n  TLS_KEY_FILE: is required with TLS_CERT_FILE' })
+  t.throws(() => loadConfig({ TLS_KEY_FILE: '/tls/key.pem' }), { message: 'Invalid configuration:\n  TLS_CERT_FILE: is required with TLS_KEY_FILE' })
+  t.throws(() => loadConfig({ TLS_CLIENT_CA_FILE: '/tls/ca.pem' }), { message: /TLS_CLIENT_CA_FILE: has no effect without TLS_CERT_FILE and TLS_KEY_FILE/ })
+  t.throws(() => loadConfig({ AUTH_MODE: 'mtls' }), {
+    message: 'Invalid configuration:\n  TLS_CERT_FILE: is required with AUTH_MODE=mtls\n  TLS_KEY_FILE: is required with AUTH_MODE=mtls\n  TLS_CLIENT_CA_FILE: is required with AUTH_MODE=mtls'
+  })
+  t.throws(() => loadConfig({ MTLS_IDENTITY: 'deviceKey' }), { message: /MTLS_IDENTITY: has no effect without AUTH_MODE=mtls/ })
+  t.throws(() => loadConfig({ AUTH_MODE: 'mtls', ...tls, TLS_CLIENT_CA_FILE: '/tls/ca.pem', MTLS_IDENTITY: 'serial' }), { message: /MTLS_IDENTITY: must be deviceKey or productKey\/deviceKey/ })
+  t.match(loadConfig({ AUTH_MODE: 'mtls', ...tls, TLS_CLIENT_CA_FILE: '/tls/ca.pem', MTLS_IDENTITY: 'productKey/deviceKey' }), {
+    auth: { mode: 'mtls', mtlsIdentity: 'productKey/deviceKey' },
+    tls: { clientCaFile: '/tls/ca.pem' }
+  })
+})
+
+t.test('rate limits: 0 turns one off; the Redis URL must be redis:// or rediss://', async (t) => {
+  t.same(loadConfig({ RATE_LIMIT_PER_CALLER: '0', RATE_LIMIT_PER_DEVICE: '0' }).rateLimit, { perCaller: 0, perDevice: 0, redisUrl: undefined })
+  t.throws(() => loadConfig({ RATE_LIMIT_REDIS_URL: 'http://cache:6379' }), { message: /RATE_LIMIT_REDIS_URL: must be a redis:\/\/ or rediss:\/\/ URL/ })
+  t.throws(() => loadConfig({ RATE_LIMIT_PER_DEVICE: '-1' }), { message: /RATE_LIMIT_PER_DEVICE: must be a whole number from 0 to 1000000/ })
 })
 
 t.test('numbers must be plain digits: no hex, exponents or blanks', async (t) => {

@@ -1,0 +1,95 @@
+// Who is calling: a bearer token, a device's client certificate, or anyone when open; and whether the route's scope allows it.
+import type { TLSSocket } from 'node:tls'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { OPEN_CALLER, requireScope, type Caller } from '../auth/caller.js'
+import { certificateCaller, type MtlsIdentity } from '../auth/certificate.js'
+import type { TokenStore } from '../auth/token-store.js'
+import type { Scope } from '../auth/tokens.js'
+import type { AuthMode } from '../config.js'
+import { AppError } from '../errors.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Who made the request, once a route that needs a scope has authenticated it. */
+    caller: Caller | null
+  }
+  interface FastifyContextConfig {
+    /** What a route needs of its caller; a route without one is open (probes, docs). */
+    scope?: Scope
+  }
+}
+
+export interface AuthOptions {
+  mode: AuthMode
+  /** The tokens of AUTH_TOKENS_FILE: required with `token`, optional with `mtls` (tools over the same listener). */
+  tokens: TokenStore | undefined
+  mtlsIdentity: MtlsIdentity
+}
+
+const REALM = 'Bearer realm="enos-mqtt-signer"'
+/** RFC 6750 b64token, bounded: a header longer than any token is not one. */
+const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]{1,512}=*) *$/
+
+/** 401 with the WWW-Authenticate challenge of RFC 6750; `error` says what was wrong with a token that was sent. */
+function unauthenticated (message: string, error?: 'invalid_request' | 'invalid_token'): AppError {
+  return new AppError('UNAUTHENTICATED', message, { headers: { 'www-authenticate': error === undefined ? REALM : `${REALM}, error="${error}"` } })
+}
+
+/** The request's caller: authenticated on every route that needs a scope, so never missing there. */
+export function callerOf (request: FastifyRequest): Caller {
+  /* c8 ignore next -- a signing route without `config.scope` is a bug: refuse rather than sign for anyone */
+  if (request.caller === null) throw new AppError('INTERNAL', 'internal error; the request id in the logs tells what happened')
+  return request.caller
+}
+
+async function auth (app: FastifyInstance, { mode, tokens, mtlsIdentity }: AuthOptions): Promise<void> {
+  app.decorateRequest('caller', null)
+
+  function bearerCaller (header: string): Caller {
+    const presented = BEARER.exec(header)?.[1]
+    if (presented === undefined) throw unauthenticated('the Authorization header must be "Bearer <token>"', 'invalid_request')
+    const token = tokens?.find(presented)
+    if (token === undefined) throw unauthenticated('the bearer token is not valid', 'invalid_token')
+    if (token.expires !== undefined && token.expires.getTime() <= Date.now()) throw unauthenticated('the bearer token has expired', 'invalid_token')
+    return { name: token.name, kind: 'token', scopes: token.scopes, products: token.products }
+  }
+
+  /** The caller of a client certificate, when one was sent (mtls); TLS has already checked it against TLS_CLIENT_CA_FILE, or not. */
+  function certificateOf (request: FastifyRequest): Caller | undefined {
+    const socket = request.raw.socket as TLSSocket
+    const cert = socket.getPeerCertificate()
+    if (Object.keys(cert).length === 0) return undefined
+    if (!socket.authorized) throw unauthenticated(`the client certificate is not accepted (${String(socket.authorizationError)})`)
+    const caller = certificateCaller(cert, mtlsIdentity)
+    if (caller === undefined) throw unauthenticated(`the client certificate names no device (MTLS_IDENTITY=${mtlsIdentity})`)
+    return caller
+  }
+
+  function authenticate (request: FastifyRequest): Caller {
+    if (mode === 'none') return OPEN_CALLER
+    const header = request.headers.authorization
+    if (header !== undefined) return bearerCaller(header)
+    const certified = mode === 'mtls' ? certificateOf(request) : undefined
+    if (certified !== undefined) return certified
+    throw unauthenticated(mode === 'mtls' ? 'send a client certificate of the device, or Authorization: Bearer <token>' : 'send Authorization: Bearer <token>')
+  }
+
+  app.addHook('onRequest', (request, _reply, done) => {
+    const { scope } = request.routeOptions.config
+    if (scope === undefined) {
+      done()
+      return
+    }
+    try {
+      const caller = authenticate(request)
+      request.caller = caller
+      requireScope(caller, scope)
+      done()
+    } catch (err) {
+      done(err as AppError)
+    }
+  })
+}
+
+export default fp(auth, { name: 'auth', fastify: '5.x', dependencies: ['error-handler'] })

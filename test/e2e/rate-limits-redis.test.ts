@@ -1,0 +1,48 @@
+// Two service processes share one real Redis: one per-device limit between them; with Redis gone they go on, counting alone, loudly.
+import t from 'tap'
+import { CHILD_BUDGET_MS, sign, start, waitFor } from './process-helper.js'
+import { startRedis } from './redis-helper.js'
+
+t.setTimeout(4 * CHILD_BUDGET_MS)
+
+const device = { productKey: '123', deviceKey: 'test' }
+
+t.test('two replicas sharing one Redis enforce one per-device limit between them', async (t) => {
+  const redis = await startRedis(t)
+  const env = { RATE_LIMIT_REDIS_URL: redis.url, RATE_LIMIT_PER_DEVICE: '30' }
+  const [a, b] = await Promise.all([start(t, env), start(t, env)])
+  if (a === undefined || b === undefined) throw new Error('no replicas')
+  await Promise.all([waitFor(a, /rate-limit counters shared through Redis/), waitFor(b, /rate-limit counters shared through Redis/)])
+  const statuses: number[] = []
+  for (let i = 0; i < 31; i++) statuses.push((await sign(i % 2 === 0 ? a.port : b.port, device)).status)
+  t.same(statuses.slice(0, 30), Array(30).fill(200), '30 requests, spread over both, signed')
+  t.equal(statuses[30], 429, 'the 31st, whichever replica gets it, is limited')
+  t.equal((await sign(a.port, device)).status, 429)
+  t.equal((await sign(b.port, device)).status, 429)
+  t.match(await (await fetch(`http://127.0.0.1:${a.port}/readyz`)).json(), { access: { rateLimits: { shared: true, redis: 'up' } } })
+
+  await redis.kill()
+  const [res] = await Promise.all([sign(a.port, { productKey: 'Ab12Cd34', deviceKey: 'boiler-0001' }), waitFor(a, /rate-limit Redis unreachable: counting in this process alone/)])
+  t.equal(res.status, 200, 'Redis gone: still signing, with local counters')
+  t.match(await (await fetch(`http://127.0.0.1:${a.port}/readyz`)).json(), { status: 'ready', access: { rateLimits: { shared: false, redis: 'down' } } })
+  let limited = 0
+  for (let i = 0; i < 31; i++) if ((await sign(a.port, { productKey: 'Ab12Cd34', deviceKey: 'boiler-0002' })).status === 429) limited++
+  t.equal(limited, 1, 'and the limit still holds, per process')
+
+  // Redis back on the same port: shared again, by itself.
+  const back = await startRedis(t, redis.port)
+  await waitFor(a, /rate-limit counters shared through Redis[\s\S]*rate-limit counters shared through Redis/)
+  t.match(await (await fetch(`http://127.0.0.1:${a.port}/readyz`)).json(), { access: { rateLimits: { shared: true } } })
+  for (const replica of [a, b]) replica.child.kill('SIGTERM')
+  t.same(await a.exit, [0, null])
+  t.same(await b.exit, [0, null])
+  await back.kill()
+})
+
+t.test('a Redis that is not there at startup: the service starts, counts alone, and says so', async (t) => {
+  const server = await start(t, { RATE_LIMIT_REDIS_URL: 'redis://127.0.0.1:1', RATE_LIMIT_PER_DEVICE: '2' })
+  await waitFor(server, /rate-limit Redis unreachable/)
+  t.same([(await sign(server.port, device)).status, (await sign(server.port, device)).status, (await sign(server.port, device)).status], [200, 200, 429])
+  server.child.kill('SIGTERM')
+  t.same(await server.exit, [0, null])
+})
