@@ -29,8 +29,8 @@ export interface RunningServer extends ServerProcess {
 }
 
 /** Spawns src/server.ts under this process's loader and coverage, with test defaults overridden by `env`; SIGKILLed at teardown. */
-export function run (t: Teardown, env: Record<string, string>): ServerProcess {
-  const child = spawn(process.execPath, [...process.execArgv, SERVER_CHILD], {
+export function run (t: Teardown, env: Record<string, string>, nodeArgs: string[] = []): ServerProcess {
+  const child = spawn(process.execPath, [...process.execArgv, ...nodeArgs, SERVER_CHILD], {
     env: { ...process.env, PORT: '0', HOST: '127.0.0.1', STORE_WATCH: 'false', LOG_LEVEL: 'info', AUTH_MODE: 'none', ...env },
     stdio: ['ignore', 'pipe', 'pipe', 'ipc']
   })
@@ -63,8 +63,8 @@ export async function waitFor (proc: ServerProcess, pattern: RegExp): Promise<Re
 }
 
 /** Runs the server and resolves once it is listening, with the port it chose. */
-export async function start (t: Teardown, env: Record<string, string> = {}): Promise<RunningServer> {
-  const proc = run(t, env)
+export async function start (t: Teardown, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<RunningServer> {
+  const proc = run(t, env, nodeArgs)
   const [, port] = await waitFor(proc, /Server listening at http:\/\/127\.0\.0\.1:(\d+)/)
   return { ...proc, port: Number(port) }
 }
