@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
 import type { Io } from './io.js'
 import { signBatchCommand } from './sign-batch.js'
+import { tokenCommand } from './token.js'
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 
@@ -19,6 +20,13 @@ for (const name of ['SIGINT', 'SIGTERM'] as const) {
 }
 const io: Io = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, signal: stop.signal }
 
+/** A sub-command (and its own sub-commands, as `token create`) with the program's settings: exit codes, help after errors. */
+function inherit (command: Command, parent: Command): Command {
+  command.copyInheritedSettings(parent)
+  for (const child of command.commands) inherit(child, command)
+  return command
+}
+
 const program = new Command('enos-mqtt-signer')
   .description('Tools for the enos-mqtt-signer service.')
   .version(version, '-V, --version', 'print the version')
@@ -29,8 +37,9 @@ const program = new Command('enos-mqtt-signer')
 
 // One line per sub-command; each file exports a function that builds its Command around `io`.
 for (const command of [
-  signBatchCommand(io)
-]) program.addCommand(command.copyInheritedSettings(program))
+  signBatchCommand(io),
+  tokenCommand(io)
+]) program.addCommand(inherit(command, program))
 
 try {
   await program.parseAsync()

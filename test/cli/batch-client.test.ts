@@ -24,9 +24,9 @@ async function * lines (...items: string[]): AsyncGenerator<string> {
 }
 
 /** Sends `body` to `url` and collects the results. */
-async function post (url: URL, body: AsyncIterable<string> = lines(), options: Partial<BatchTarget> = {}): Promise<{ outcome: Outcome, results: ResultLine[] }> {
+async function post (url: URL, body: AsyncIterable<string> = lines(), options: Partial<BatchTarget> = {}, onResult = (): void => {}): Promise<{ outcome: Outcome, results: ResultLine[] }> {
   const results: ResultLine[] = []
-  const outcome = await postBatch({ url, token: undefined, timeoutMs: 5000, ...options }, body, (result) => { results.push(result) }, new AbortController().signal)
+  const outcome = await postBatch({ url, token: undefined, timeoutMs: 5000, ...options }, body, (result) => { results.push(result); onResult() }, new AbortController().signal)
   return { outcome, results }
 }
 
@@ -136,17 +136,19 @@ t.test('network failures are retried: refused, reset mid-answer, nothing moving 
   const port = await closedPort()
   t.same((await post(new URL(`http://127.0.0.1:${port}`))).outcome, { kind: 'retry', reason: 'cannot reach the service (ECONNREFUSED)' })
   t.same((await post(new URL(`https://127.0.0.1:${port}`))).outcome, { kind: 'retry', reason: 'cannot reach the service (ECONNREFUSED)' }, 'https too')
+  let cutAnswer = (): void => {}
   const base = await listenHttp(t, (req, res) => {
     req.resume()
     if (req.url !== '/reset/sign/batch') return // never answers
     req.on('end', () => {
       res.writeHead(200, { 'content-type': 'application/x-ndjson' })
       res.write('{"line":1,"ok":true}\n')
-      // The connection ends in the middle of the answer, after the first result.
-      res.socket?.end()
+      // The connection ends in the middle of the answer, once the client holds the first result
+      // (cutting it at once would race the client's read of that line on a busy machine).
+      cutAnswer = () => res.socket?.end()
     })
   })
-  const reset = await post(new URL('/reset', base))
+  const reset = await post(new URL('/reset', base), lines(), {}, () => cutAnswer())
   t.same(reset.outcome, { kind: 'retry', reason: 'the connection failed (ECONNRESET)' })
   t.equal(reset.results.length, 1)
   t.same((await post(new URL('/stall', base), lines('{}'), { timeoutMs: 200 })).outcome, { kind: 'retry', reason: 'no answer (nothing moved for 0.2 s)' })

@@ -98,6 +98,12 @@ t.test('bar: drawn on a terminal with done/total, rate and ETA; notices above it
   t.match(unknown.text(), /7 devices \(\d+\/s\)/)
   t.notMatch(unknown.text(), /█/, 'no bar without a total')
 
+  const instant = sink(true)
+  const sameMoment = createProgress('bar', instant, { now: () => 0 })
+  sameMoment.update(3, 0)
+  sameMoment.stop()
+  t.match(instant.text(), /3 devices \(0\/s\)/, 'no time passed yet: no rate')
+
   const quiet = sink(true)
   const none = createProgress('none', quiet)
   none.setTotal(1)

@@ -1,4 +1,5 @@
 // Two service processes share one real Redis: one per-device limit between them; with Redis gone they go on, counting alone, loudly.
+import { Redis } from 'ioredis'
 import t from 'tap'
 import { CHILD_BUDGET_MS, sign, start, waitFor } from './process-helper.js'
 import { startRedis } from './redis-helper.js'
@@ -37,6 +38,20 @@ t.test('two replicas sharing one Redis enforce one per-device limit between them
   t.same(await a.exit, [0, null])
   t.same(await b.exit, [0, null])
   await back.kill()
+})
+
+t.test('a Redis that stops answering while connected: each request waits at most its command timeout, then counts alone, loudly', async (t) => {
+  const redis = await startRedis(t)
+  const server = await start(t, { RATE_LIMIT_REDIS_URL: redis.url, RATE_LIMIT_PER_DEVICE: '30' })
+  await waitFor(server, /rate-limit counters shared through Redis/)
+  const admin = new Redis(redis.url)
+  t.teardown(() => admin.disconnect())
+  // Every client's commands are held for 5 s; the connection stays up, so the service still takes Redis as ready.
+  await admin.call('CLIENT', 'PAUSE', '5000')
+  const [res] = await Promise.all([sign(server.port, device), waitFor(server, /"problem":"Command timed out"[^\n]*rate-limit Redis unreachable/)])
+  t.equal(res.status, 200, 'signed, counted in this process')
+  server.child.kill('SIGTERM')
+  t.same(await server.exit, [0, null])
 })
 
 t.test('a Redis that is not there at startup: the service starts, counts alone, and says so', async (t) => {
