@@ -77,7 +77,7 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
       serializers: { err: serializeError },
       // Written synchronously: a line is out before the next work starts, so none is lost if the
       // process dies, and a log reader that falls behind slows the service down instead of piling
-      // lines up in memory (an NDJSON batch writes an audit line per device). pino's default
+      // lines up in memory (thousands of request lines a second under load). pino's default
       // destination is asynchronous.
       stream: deps.logStream ?? pino.destination({ dest: 1, sync: true })
     },

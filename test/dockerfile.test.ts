@@ -2,7 +2,7 @@ import { access, readFile } from 'node:fs/promises'
 import t from 'tap'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
-import { envSchema } from '../src/config.js'
+import { envSchema, loadConfig } from '../src/config.js'
 
 const dockerfile = await readFile(new URL('../Dockerfile', import.meta.url), 'utf8')
 const dockerignore = await readFile(new URL('../.dockerignore', import.meta.url), 'utf8')
@@ -86,6 +86,9 @@ t.test('examples/docker-compose.yml builds the repository Dockerfile and runs it
   const [source = '', , mode] = store ?? []
   t.equal(mode, 'ro', 'mounted read-only')
   await t.resolves(access(new URL(source, composeUrl)), `${source} exists`)
+
+  // The environment is one the service starts with: a real STORE_FILE needs a token file or AUTH_MODE=none.
+  t.doesNotThrow(() => loadConfig(service.environment), 'the service starts with this environment')
 
   // docker compose stop sends SIGKILL after stop_grace_period: it must outlast the service's own shutdown timeout.
   const shutdownMs = envSchema.shape.SHUTDOWN_TIMEOUT_MS.parse(undefined)

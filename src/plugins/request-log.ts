@@ -144,9 +144,12 @@ export function noteSigned (audit: BatchAudit, productKey: string): void {
   else audit.signedOtherProducts++
 }
 
+const positionOf = (item: ItemPosition): number => 'index' in item ? item.index : item.line
+
 function auditOfBatch (audit: BatchAudit): Record<string, unknown> {
   return {
-    failures: audit.failures,
+    // In input order: a batch notes refusals by the caller before lookups, which come after.
+    failures: audit.failures.sort((a, b) => positionOf(a) - positionOf(b)),
     ...(audit.failuresNotListed > 0 && { failuresNotListed: audit.failuresNotListed }),
     signedByProduct: Object.fromEntries(audit.signedByProduct),
     ...(audit.signedOtherProducts > 0 && { signedOtherProducts: audit.signedOtherProducts })

@@ -2,10 +2,15 @@
 // in the same run. Run with `npm run bench` (it builds first). Figures are compared only as ratios
 // to the baseline: absolute numbers depend on the machine and its neighbours.
 //
+// Targets: the bare baseline; the service open with rate limits off at LOG_LEVEL info and warn; and at
+// warn the cost of access control: bearer tokens (AUTH_MODE=token, 50 callers), then tokens plus both
+// rate limits (limits high enough that nothing is refused, so every request is counted).
+//
 // Environment overrides: BENCH_DURATION (s per run, 8), BENCH_WARMUP (s, 2), BENCH_ROUNDS (2),
-// BENCH_CONNECTIONS (50), BENCH_DEVICES (10000), BENCH_BODIES (1000 distinct request bodies).
+// BENCH_CONNECTIONS (50), BENCH_DEVICES (10000), BENCH_BODIES (1000 distinct request bodies),
+// BENCH_TARGETS (comma-separated names of the targets to run; the baseline always runs).
 import { spawn, type ChildProcess } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { connect, createServer } from 'node:net'
@@ -232,8 +237,23 @@ interface Run {
   clientCpu: number
 }
 
-function requestsFor (bodies: readonly string[]): AcRequest[] {
-  return bodies.map((body) => ({ method: 'POST', path: '/sign', headers: { 'content-type': 'application/json' }, body }))
+/** The requests of POST /sign; with tokens, each body is sent by one of the callers in turn. */
+function requestsFor (bodies: readonly string[], tokens: readonly string[] = []): AcRequest[] {
+  return bodies.map((body, i) => ({
+    method: 'POST',
+    path: '/sign',
+    headers: { 'content-type': 'application/json', ...(tokens.length > 0 && { authorization: `Bearer ${tokens[i % tokens.length] as string}` }) },
+    body
+  }))
+}
+
+/** Callers of the token targets: one token each, for every product, as provisioning tools hold them. */
+const CALLERS = 50
+
+function makeTokens (): { tokens: string[], file: string } {
+  const tokens = Array.from({ length: CALLERS }, () => randomBytes(32).toString('base64url'))
+  const entries = tokens.map((token, i) => ({ name: `bench-${i}`, sha256: createHash('sha256').update(token).digest('hex'), scopes: ['sign'], products: '*' }))
+  return { tokens, file: JSON.stringify({ tokens: entries }) }
 }
 
 async function load (target: Target, requests: AcRequest[], seconds: number): Promise<AcResult> {
@@ -281,11 +301,11 @@ async function measure (target: Target, requests: AcRequest[], round: number): P
 }
 
 /** One request checked against the signing core, so the benchmark measures correct answers. */
-async function checkService (target: Target, device: BenchDevice): Promise<void> {
+async function checkService (target: Target, device: BenchDevice, token: string | undefined): Promise<void> {
   const request = { productKey: device.productKey, deviceKey: device.deviceKey, clientId: 'bench-check', timestamp: '1524448722000', signMethod: 'sha256' as SignMethod }
   const response = await fetch(`${target.url}/sign`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...(token !== undefined && { authorization: `Bearer ${token}` }) },
     body: JSON.stringify(request)
   })
   const body = await response.json() as Record<string, unknown>
@@ -354,20 +374,32 @@ async function main (): Promise<void> {
   const storeFile = join(tempDir, 'devices.json')
   const devices = makeDevices(DEVICES)
   writeFileSync(storeFile, JSON.stringify({ devices }))
-  const requests = requestsFor(makeBodies(devices, BODIES))
+  const bodies = makeBodies(devices, BODIES)
+  const { tokens, file: tokenFile } = makeTokens()
+  const tokensPath = join(tempDir, 'tokens.json')
+  writeFileSync(tokensPath, tokenFile)
   console.log(`node ${process.version}; ${DEVICES} devices, ${BODIES} distinct bodies; ${CONNECTIONS} connections, pipelining 1; ` +
     `${ROUNDS} round(s) of ${DURATION} s per target after ${WARMUP} s warm-up`)
 
-  const serviceEnv = { STORE_FILE: storeFile, STORE_WATCH: 'false' }
-  const targets = await Promise.all([
-    startTarget('baseline', ['--import', 'tsx', BARE_ENTRY], {}),
-    startTarget('sign@info', [SERVICE_ENTRY], { ...serviceEnv, LOG_LEVEL: 'info' }),
-    startTarget('sign@warn', [SERVICE_ENTRY], { ...serviceEnv, LOG_LEVEL: 'warn' })
-  ])
-  for (const target of targets.slice(1)) await checkService(target, pick(devices))
+  const open = { STORE_FILE: storeFile, STORE_WATCH: 'false', AUTH_MODE: 'none', RATE_LIMIT_PER_CALLER: '0', RATE_LIMIT_PER_DEVICE: '0' }
+  const withTokens = { ...open, AUTH_MODE: 'token', AUTH_TOKENS_FILE: tokensPath, LOG_LEVEL: 'warn' }
+  const plans = [
+    { name: 'baseline', args: ['--import', 'tsx', BARE_ENTRY], env: {}, tokens: [] },
+    { name: 'sign@info', args: [SERVICE_ENTRY], env: { ...open, LOG_LEVEL: 'info' }, tokens: [] },
+    { name: 'sign@warn', args: [SERVICE_ENTRY], env: { ...open, LOG_LEVEL: 'warn' }, tokens: [] },
+    { name: 'token@warn', args: [SERVICE_ENTRY], env: withTokens, tokens },
+    // The highest limits config takes: every request is counted, none refused at these rates.
+    { name: 'token+limits@warn', args: [SERVICE_ENTRY], env: { ...withTokens, RATE_LIMIT_PER_CALLER: '1000000', RATE_LIMIT_PER_DEVICE: '1000000' }, tokens }
+  ]
+  const only = process.env.BENCH_TARGETS?.split(',').map((name) => name.trim())
+  const chosen = plans.filter((plan) => plan.name === 'baseline' || only === undefined || only.includes(plan.name))
+  const targets = await Promise.all(chosen.map((plan) => startTarget(plan.name, plan.args, plan.env)))
+  const requestsOf = new Map(chosen.map((plan) => [plan.name, requestsFor(bodies, plan.tokens)]))
+  const requestsOfTarget = (target: Target): AcRequest[] => requestsOf.get(target.name) as AcRequest[]
+  for (const [i, target] of targets.entries()) if (i > 0) await checkService(target, pick(devices), chosen[i]?.tokens[0])
 
   for (const target of targets) {
-    const warm = await load(target, requests, WARMUP)
+    const warm = await load(target, requestsOfTarget(target), WARMUP)
     if (warm.non2xx + warm.errors > 0) {
       throw new Error(`${target.name}: warm-up got ${warm.non2xx} non-2xx and ${warm.errors} errors ` +
         `(${JSON.stringify(warm.statusCodeStats)})${target.stderr() === '' ? '' : `\n${target.stderr()}`}`)
@@ -377,7 +409,7 @@ async function main (): Promise<void> {
   const runs: Run[] = []
   for (let round = 1; round <= ROUNDS; round++) {
     for (const target of targets) {
-      const run = await measure(target, requests, round)
+      const run = await measure(target, requestsOfTarget(target), round)
       runs.push(run)
       console.log(`  ${run.target} #${round}: ${fmt(run.rps)} req/s, p50 ${run.p50} ms, p99 ${run.p99} ms, status ${run.statusCodes || 'none'}`)
     }

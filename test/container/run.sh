@@ -218,7 +218,11 @@ secret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 mkdir -p "$work/data"
 printf 'productKey,deviceKey,deviceSecret,enabled\n123,test,deviceSecret,true\nCtrTest01,box-%s,%s,true\n' "$$" "$secret" >"$work/data/devices.csv"
 chmod 0755 "$work/data"
-chmod 0644 "$work/data/devices.csv"   # the service runs as uid 1000, not as the file's owner
+# A token file, as a real store needs (AUTH_MODE defaults to token): one token for every product.
+token=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+printf '{"tokens":[{"name":"container-test","sha256":"%s","scopes":["sign"],"products":"*"}]}\n' \
+  "$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)" >"$work/data/tokens.json"
+chmod 0644 "$work/data/devices.csv" "$work/data/tokens.json"   # the service runs as uid 1000, not as the files' owner
 port=$(node -e "const s = require('node:net').createServer().listen(0, '127.0.0.1', () => { console.log(s.address().port); s.close() })")
 run_flags=(--detach --name "$CONTAINER" "${RUNTIME_FLAGS[@]}"
   # docker's --read-only: podman would otherwise add writable tmpfs on /tmp, /var/tmp and /run.
@@ -227,7 +231,7 @@ run_flags=(--detach --name "$CONTAINER" "${RUNTIME_FLAGS[@]}"
   # The store's directory, not the file alone: a file bind mount keeps the old inode, so a store replaced
   # atomically on the host (mv, as the README asks) would never be seen inside.
   --volume "$work/data:/data:ro"
-  --env STORE_FILE=/data/devices.csv)
+  --env STORE_FILE=/data/devices.csv --env AUTH_TOKENS_FILE=/data/tokens.json)
 echo "container test: podman run ${run_flags[*]} $IMAGE"
 # Its stderr is kept aside: podman also complains there that it cannot schedule the periodic health checks with
 # systemd (not running here); the check below runs the image's HEALTHCHECK on demand instead.
@@ -245,7 +249,7 @@ ok "GET /readyz answers 200 on the published port ($(($(ms_now) - started)) ms a
 
 step='checking the running container'
 # sign BODY: the response body of POST /sign.
-sign () { curl -sS -X POST "$base_url/sign" -H 'content-type: application/json' -d "$1"; }
+sign () { curl -sS -X POST "$base_url/sign" -H "authorization: Bearer $token" -H 'content-type: application/json' -d "$1"; }
 password_of () { sed -nE 's/.*"mqttPassword":"([0-9A-F]+)".*/\1/p' <<<"$1"; }
 answer=$(sign '{"productKey":"123","deviceKey":"test","clientId":"123","timestamp":"1524448722000","signMethod":"hmacsha1"}')
 check 'POST /sign: the EnOS documentation example (hmacsha1)' "$(password_of "$answer")" '093A032F713517CAE55622C75C1D5219ED618729'
@@ -255,6 +259,8 @@ timestamp=$(($(date +%s) * 1000))
 want=$(printf '%s' "clientIdc-$$deviceKey${device}productKeyCtrTest01timestamp$timestamp$secret" | sha1sum | cut -c1-40 | tr 'a-f' 'A-F')
 answer=$(sign "{\"productKey\":\"CtrTest01\",\"deviceKey\":\"$device\",\"clientId\":\"c-$$\",\"timestamp\":\"$timestamp\",\"signMethod\":\"sha1\"}")
 check 'POST /sign: a device of the mounted store (sha1, computed independently)' "$(password_of "$answer")" "$want"
+check 'POST /sign without the token -> 401 UNAUTHENTICATED' \
+  "$(curl -sS -X POST "$base_url/sign" -H 'content-type: application/json' -d '{"productKey":"123","deviceKey":"test"}' | sed -nE 's/.*"code":"([A-Z_]+)".*/\1/p')" 'UNAUTHENTICATED'
 check 'POST /sign: an unknown device -> 404 DEVICE_NOT_FOUND' \
   "$(sign '{"productKey":"123","deviceKey":"nobody"}' | sed -nE 's/.*"code":"([A-Z_]+)".*/\1/p')" 'DEVICE_NOT_FOUND'
 

@@ -91,15 +91,15 @@ t.test('a batch fails the items of products outside the token\'s list, one by on
     method: 'POST',
     url: '/sign/batch',
     headers: bearer(signer),
-    payload: { devices: [example, { productKey: 'Ab12Cd34', deviceKey: 'boiler-0001' }, { productKey: 'Ab12Cd34', deviceKey: 'nobody' }, { ...example, deviceKey: 'nobody' }] }
+    payload: { devices: [example, { ...example, deviceKey: 'nobody' }, { productKey: 'Ab12Cd34', deviceKey: 'boiler-0001' }, { productKey: 'Ab12Cd34', deviceKey: 'nobody' }] }
   })
   t.equal(res.statusCode, 200)
   const forbidden = { ok: false, error: { code: 'FORBIDDEN', message: 'the token "factory-line-1" may not sign for product "Ab12Cd34"' } }
   t.match(res.json(), {
-    results: [{ index: 0, ok: true }, { index: 1, ...forbidden }, { index: 2, ...forbidden }, { index: 3, ok: false, error: { code: 'DEVICE_NOT_FOUND' } }],
+    results: [{ index: 0, ok: true }, { index: 1, ok: false, error: { code: 'DEVICE_NOT_FOUND' } }, { index: 2, ...forbidden }, { index: 3, ...forbidden }],
     summary: { total: 4, signed: 1, failed: 3 }
   })
-  t.same(res.json().results[1].error, res.json().results[2].error, 'an item of a hidden product: the same whether or not the device exists')
+  t.same(res.json().results[2].error, res.json().results[3].error, 'an item of a hidden product: the same whether or not the device exists')
   const [line] = sink.lines().filter((l) => l.msg === 'request completed')
   t.match(line, {
     audit: true,
@@ -110,10 +110,11 @@ t.test('a batch fails the items of products outside the token\'s list, one by on
       size: 4,
       signed: 1,
       failed: 3,
+      // In input order, although refusals by the caller are decided before the lookups.
       failures: [
-        { index: 1, productKey: 'Ab12Cd34', deviceKey: 'boiler-0001', code: 'FORBIDDEN' },
-        { index: 2, productKey: 'Ab12Cd34', deviceKey: 'nobody', code: 'FORBIDDEN' },
-        { index: 3, productKey: '123', deviceKey: 'nobody', code: 'DEVICE_NOT_FOUND' }
+        { index: 1, productKey: '123', deviceKey: 'nobody', code: 'DEVICE_NOT_FOUND' },
+        { index: 2, productKey: 'Ab12Cd34', deviceKey: 'boiler-0001', code: 'FORBIDDEN' },
+        { index: 3, productKey: 'Ab12Cd34', deviceKey: 'nobody', code: 'FORBIDDEN' }
       ],
       signedByProduct: { 123: 1 }
     }
