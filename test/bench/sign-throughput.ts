@@ -1,20 +1,24 @@
-// Throughput of POST /sign on the built service (dist/), against a bare Fastify baseline measured
+// Throughput of POST /sign on the built service (dist/), against bare Fastify baselines measured
 // in the same run. Run with `npm run bench` (it builds first). Figures are compared only as ratios
-// to the baseline: absolute numbers depend on the machine and its neighbours.
+// to the baselines: absolute numbers depend on the machine and its neighbours.
 //
-// Targets: the bare baseline; the service open with rate limits off at LOG_LEVEL info and warn; and at
-// warn the cost of access control: bearer tokens (AUTH_MODE=token, 50 callers), then tokens plus both
-// rate limits (limits high enough that nothing is refused, so every request is counted).
+// Targets (see bare-server.ts for a and a′), rounds alternating between them:
+//   a@warn, a@info       the ceiling: a bare route that parses the body and answers a constant;
+//   a′@warn              a bare route doing the real work (lookup and hash);
+//   b@warn, b@info       POST /sign of the service, open, rate limits off;
+//   token@warn           with bearer tokens (AUTH_MODE=token, 50 callers);
+//   token+limits@warn    tokens plus both rate limits (high enough that nothing is refused: all counted).
+// Each server is pinned to CPU 1 and this load generator to CPU 0 when `taskset` exists (2+ CPUs).
 //
 // Environment overrides: BENCH_DURATION (s per run, 8), BENCH_WARMUP (s, 2), BENCH_ROUNDS (2),
 // BENCH_CONNECTIONS (50), BENCH_DEVICES (10000), BENCH_BODIES (1000 distinct request bodies),
-// BENCH_TARGETS (comma-separated names of the targets to run; the baseline always runs).
-import { spawn, type ChildProcess } from 'node:child_process'
+// BENCH_TARGETS (comma-separated names of the targets to run; a@warn always runs).
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { connect, createServer } from 'node:net'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { signCredentials } from '../../src/core/credentials.js'
@@ -61,6 +65,21 @@ const ROUNDS = Math.round(envNumber('BENCH_ROUNDS', 2))
 const CONNECTIONS = Math.round(envNumber('BENCH_CONNECTIONS', 50))
 const DEVICES = Math.round(envNumber('BENCH_DEVICES', 10_000))
 const BODIES = Math.round(envNumber('BENCH_BODIES', 1000))
+
+/**
+ * Pins this process (the load generator, all its threads) to CPU 0 and returns the prefix that starts
+ * a server pinned to CPU 1, so the two never take turns on one core; no pinning without taskset.
+ */
+function pinning (): string[] {
+  if (availableParallelism() < 2) return []
+  try {
+    execFileSync('taskset', ['-a', '-cp', '0', String(process.pid)], { stdio: 'ignore' })
+    return ['taskset', '-c', '1']
+  } catch {
+    console.log('taskset is not available: server and load generator are not pinned (figures vary more)')
+    return []
+  }
+}
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const SERVICE_ENTRY = join(ROOT, 'dist', 'server.js')
@@ -159,10 +178,11 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * beforehand (at LOG_LEVEL=warn the service prints no "Server listening at" line); a start that
  * loses the port to someone else is retried on another one.
  */
-async function startTarget (name: string, args: string[], env: Record<string, string>): Promise<Target> {
+async function startTarget (name: string, args: string[], env: Record<string, string>, pin: string[]): Promise<Target> {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort()
-    const child = spawn(process.execPath, args, {
+    const [command, ...prefix] = [...pin, process.execPath]
+    const child = spawn(command as string, [...prefix, ...args], {
       cwd: ROOT,
       env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1' },
       stdio: ['ignore', 'pipe', 'pipe']
@@ -366,6 +386,41 @@ function summaryRows (runs: Run[], names: string[]): string[][] {
   })
 }
 
+/** The ratios the goals are about: the median of per-round paired req/s ratios, and the CPU-per-request ratio. */
+const RATIOS: ReadonlyArray<{ label: string, of: string, to: string, goal?: number }> = [
+  { label: 'b/a at warn', of: 'b@warn', to: 'a@warn', goal: 0.75 },
+  { label: 'b/a at info', of: 'b@info', to: 'a@info', goal: 0.65 },
+  { label: 'b/a′ at warn (the service around the work)', of: 'b@warn', to: 'a′@warn' },
+  { label: 'a′/a at warn (the work itself)', of: 'a′@warn', to: 'a@warn' },
+  { label: 'token/b (checking tokens)', of: 'token@warn', to: 'b@warn' },
+  { label: 'token+limits/b (tokens and rate limits)', of: 'token+limits@warn', to: 'b@warn' }
+]
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((x, y) => x - y)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle] as number : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2
+}
+
+function ratioRows (runs: Run[]): string[][] {
+  return RATIOS.flatMap(({ label, of, to, goal }) => {
+    const mine = runs.filter((run) => run.target === of)
+    const theirs = runs.filter((run) => run.target === to)
+    if (mine.length === 0 || theirs.length === 0) return []
+    const paired = mine.map((run) => run.rps / (theirs.find((other) => other.round === run.round)?.rps ?? Number.NaN))
+    const value = median(paired)
+    const cpuOf = cpuPerRequest(mine)
+    const cpuTo = cpuPerRequest(theirs)
+    return [[
+      label,
+      fmt(value, 2),
+      `${fmt(Math.min(...paired), 2)}-${fmt(Math.max(...paired), 2)}`,
+      cpuOf === undefined || cpuTo === undefined ? '-' : fmt(cpuTo / cpuOf, 2),
+      goal === undefined ? '' : `>= ${goal}: ${value >= goal ? 'met' : 'NOT met'}`
+    ]]
+  })
+}
+
 // ---- main ----
 
 async function main (): Promise<void> {
@@ -383,20 +438,26 @@ async function main (): Promise<void> {
 
   const open = { STORE_FILE: storeFile, STORE_WATCH: 'false', AUTH_MODE: 'none', RATE_LIMIT_PER_CALLER: '0', RATE_LIMIT_PER_DEVICE: '0' }
   const withTokens = { ...open, AUTH_MODE: 'token', AUTH_TOKENS_FILE: tokensPath, LOG_LEVEL: 'warn' }
-  const plans = [
-    { name: 'baseline', args: ['--import', 'tsx', BARE_ENTRY], env: {}, tokens: [] },
-    { name: 'sign@info', args: [SERVICE_ENTRY], env: { ...open, LOG_LEVEL: 'info' }, tokens: [] },
-    { name: 'sign@warn', args: [SERVICE_ENTRY], env: { ...open, LOG_LEVEL: 'warn' }, tokens: [] },
+  const bare = ['--import', 'tsx', BARE_ENTRY]
+  const plans: Array<{ name: string, args: string[], env: Record<string, string>, tokens: string[] }> = [
+    { name: 'a@warn', args: bare, env: { LOG_LEVEL: 'warn' }, tokens: [] },
+    { name: 'a′@warn', args: bare, env: { LOG_LEVEL: 'warn', BARE_WORK: '1', STORE_FILE: storeFile }, tokens: [] },
+    { name: 'b@warn', args: [SERVICE_ENTRY], env: { ...open, LOG_LEVEL: 'warn' }, tokens: [] },
+    { name: 'a@info', args: bare, env: { LOG_LEVEL: 'info' }, tokens: [] },
+    { name: 'b@info', args: [SERVICE_ENTRY], env: { ...open, LOG_LEVEL: 'info' }, tokens: [] },
     { name: 'token@warn', args: [SERVICE_ENTRY], env: withTokens, tokens },
     // The highest limits config takes: every request is counted, none refused at these rates.
     { name: 'token+limits@warn', args: [SERVICE_ENTRY], env: { ...withTokens, RATE_LIMIT_PER_CALLER: '1000000', RATE_LIMIT_PER_DEVICE: '1000000' }, tokens }
   ]
   const only = process.env.BENCH_TARGETS?.split(',').map((name) => name.trim())
-  const chosen = plans.filter((plan) => plan.name === 'baseline' || only === undefined || only.includes(plan.name))
-  const targets = await Promise.all(chosen.map((plan) => startTarget(plan.name, plan.args, plan.env)))
+  const chosen = plans.filter((plan) => plan.name === 'a@warn' || only === undefined || only.includes(plan.name))
+  const pin = pinning()
+  const targets = await Promise.all(chosen.map((plan) => startTarget(plan.name, plan.args, plan.env, pin)))
   const requestsOf = new Map(chosen.map((plan) => [plan.name, requestsFor(bodies, plan.tokens)]))
   const requestsOfTarget = (target: Target): AcRequest[] => requestsOf.get(target.name) as AcRequest[]
-  for (const [i, target] of targets.entries()) if (i > 0) await checkService(target, pick(devices), chosen[i]?.tokens[0])
+  for (const [i, target] of targets.entries()) {
+    if (!target.name.startsWith('a')) await checkService(target, pick(devices), chosen[i]?.tokens[0])
+  }
 
   for (const target of targets) {
     const warm = await load(target, requestsOfTarget(target), WARMUP)
@@ -425,6 +486,10 @@ async function main (): Promise<void> {
   console.log('per-round paired ratios; CPU ratio: baseline server CPU per request / this one, the steadier figure on a busy machine):')
   console.log(table(['target', 'req/s', 'p50', 'p99', 'non-2xx', 'errors', 'log lines/req', 'ratio to baseline', 'µs CPU/req', 'CPU ratio'],
     summaryRows(runs, targets.map((t) => t.name))))
+  console.log('\nRatios (req/s: median of the per-round paired ratios, and their range; CPU: the other\'s server CPU per request / this one\'s):')
+  console.log(table(['ratio', 'req/s', 'range', 'CPU', 'goal'], ratioRows(runs)))
+  const p99 = runs.filter((run) => run.target.startsWith('b@')).map((run) => run.p99)
+  if (p99.length > 0) console.log(`\nPOST /sign p99, worst run: ${Math.max(...p99)} ms (goal: under 10 ms at ${CONNECTIONS} connections)`)
   console.log(`\ntotal ${((Date.now() - started) / 1000).toFixed(1)} s`)
 
   const bad = runs.filter((run) => run.non2xx > 0 || run.errors > 0)
