@@ -153,16 +153,9 @@ function storeMetrics (registry: Registry, store: () => DeviceStore): Metrics & 
     }
   }
 
-  async function timed<T> (kind: string, operation: string, lookup: Promise<T>): Promise<T> {
-    const start = performance.now()
-    try {
-      const result = await lookup
-      lookups.observe({ store: kind, operation, result: 'ok' }, (performance.now() - start) / 1000)
-      return result
-    } catch (err) {
-      lookups.observe({ store: kind, operation, result: 'error' }, (performance.now() - start) / 1000)
-      throw err
-    }
+  /** Seconds since `start` (performance.now() milliseconds) into the lookup histogram. */
+  function timed (kind: string, operation: string, result: string, start: number): void {
+    lookups.observe({ store: kind, operation, result }, (performance.now() - start) / 1000)
   }
 
   return {
@@ -174,12 +167,28 @@ function storeMetrics (registry: Registry, store: () => DeviceStore): Metrics & 
         ...inner,
         kind,
         async findDevice (productKey: string, deviceKey: string) {
-          const device = await timed(kind, 'find', inner.findDevice(productKey, deviceKey))
+          const start = performance.now()
+          let device
+          try {
+            device = await inner.findDevice(productKey, deviceKey)
+          } catch (err) {
+            timed(kind, 'find', 'error', start)
+            throw err
+          }
+          timed(kind, 'find', 'ok', start)
           looked.inc({ store: kind, result: device === undefined ? 'missing' : 'found' })
           return device
         },
         async findDevices (keys: readonly DeviceKeys[]) {
-          const found = await timed(kind, 'find_many', inner.findDevices(keys))
+          const start = performance.now()
+          let found
+          try {
+            found = await inner.findDevices(keys)
+          } catch (err) {
+            timed(kind, 'find_many', 'error', start)
+            throw err
+          }
+          timed(kind, 'find_many', 'ok', start)
           let missing = 0
           for (const device of found) if (device === undefined) missing++
           looked.inc({ store: kind, result: 'found' }, found.length - missing)

@@ -150,10 +150,13 @@ t.test('access refusals are counted by code, and the per-caller limit apart from
 t.test('a store that cannot answer: lookups counted as errors, not ready', async (t) => {
   const { base } = await listen(t, {}, unavailableStore())
   t.equal((await post(base, '/sign', example)).status, 503)
+  t.equal((await post(base, '/sign/batch', { devices: [example] })).status, 200, 'a batch answers each item: this one failed')
   const m = await scrape(base)
+  t.equal(m.sum('enos_signer_store_lookup_duration_seconds_count', { store: 'fake', operation: 'find_many', result: 'error' }), 1)
   t.equal(m.sum('enos_signer_store_lookup_duration_seconds_count', { store: 'fake', operation: 'find', result: 'error' }), 1)
   t.equal(m.sum('enos_signer_store_ready', { store: 'fake' }), 0)
   t.equal(m.sum('enos_signer_signatures_total', { outcome: 'STORE_UNAVAILABLE' }), 1)
+  t.equal(m.sum('enos_signer_batch_items_total', { outcome: 'failed' }), 1)
   t.notOk(m.series.some((s) => s.name === 'enos_signer_store_devices'), 'no device count when the store cannot say')
 })
 
