@@ -11,6 +11,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { get } from 'node:http'
 import { createRequire } from 'node:module'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -198,10 +199,16 @@ function run (url: string, requests: AcRequest[], seconds: number, rate: number 
   })
 }
 
-async function scrape (url: string): Promise<string> {
-  const res = await fetch(`${url}/metrics`)
-  if (res.status !== 200) throw new Error(`GET /metrics: ${res.status}`)
-  return res.text()
+/** GET /metrics on a connection of its own, closed after (a pooled one would count as an fd of the service). */
+function scrape (url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get(`${url}/metrics`, { agent: false }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => { text += chunk })
+      res.on('end', () => res.statusCode === 200 ? resolve(text) : reject(new Error(`GET /metrics: ${res.statusCode}`)))
+    }).on('error', reject)
+  })
 }
 
 function seriesValue (metrics: string, name: string, labels: string): number {
@@ -224,7 +231,7 @@ async function main (): Promise<void> {
     RATE_LIMIT_PER_DEVICE: '0',
     RATE_LIMIT_PER_CALLER: '0'
   })
-  const requests = mixedRequests(devices, 2000)
+  const requests = mixedRequests(devices, 200)
   console.log(`node ${process.version}; ${DEVICES} devices; ${CONNECTIONS} connections; service pid ${service.pid}`)
 
   const max = await run(service.url, requests, MAX_SECONDS, undefined)
@@ -234,25 +241,29 @@ async function main (): Promise<void> {
   await sleep(1000)
   const idleBefore = sampleProcess(service.pid)
 
-  const started = Date.now()
   const latencies: number[][] = Array.from({ length: SECONDS + 2 }, () => [])
   const statuses = new Map<number, number>()
   const samples: Array<{ at: number, rssMb: number, fds: number }> = []
-  const sampler = setInterval(() => { samples.push({ at: (Date.now() - started) / 1000, ...sampleProcess(service.pid) }) }, 1000)
-  // Prometheus scrapes every few seconds; the store is replaced halfway through and SIGHUP sent, as a deployment does.
-  const scraper = setInterval(() => { scrape(service.url).catch((err: unknown) => { console.error(`scrape failed: ${String(err)}`) }) }, 5000)
-  const reloadAt = setTimeout(() => {
-    writeStore(storeFile, [...devices, ...makeDevices(1000, DEVICES)])
-    process.kill(service.pid, 'SIGHUP')
-    console.log(`  ${((Date.now() - started) / 1000).toFixed(1)} s: store replaced (+1000 devices) and SIGHUP sent`)
-  }, SECONDS * 500)
+  let started = 0
+  const timers: NodeJS.Timeout[] = []
+  /** The clock, the samples, the scrapes and the reload start with the first answer: autocannon takes a while to set up. */
+  function begin (): void {
+    started = Date.now()
+    timers.push(setInterval(() => { samples.push({ at: (Date.now() - started) / 1000, ...sampleProcess(service.pid) }) }, 1000))
+    // Prometheus scrapes every few seconds; the store is replaced halfway through and SIGHUP sent, as a deployment does.
+    timers.push(setInterval(() => { scrape(service.url).catch((err: unknown) => { console.error(`scrape failed: ${String(err)}`) }) }, 5000))
+    timers.push(setTimeout(() => {
+      writeStore(storeFile, [...devices, ...makeDevices(1000, DEVICES)])
+      process.kill(service.pid, 'SIGHUP')
+      console.log(`  ${((Date.now() - started) / 1000).toFixed(1)} s: store replaced (+1000 devices) and SIGHUP sent`)
+    }, SECONDS * 500))
+  }
   const soak = await run(service.url, requests, SECONDS, rate, (status, ms) => {
+    if (started === 0) begin()
     statuses.set(status, (statuses.get(status) ?? 0) + 1)
     latencies[Math.floor((Date.now() - started) / 1000)]?.push(ms)
   })
-  clearInterval(sampler)
-  clearInterval(scraper)
-  clearTimeout(reloadAt)
+  for (const timer of timers) clearTimeout(timer)
   await sleep(2000)
   const idleAfter = sampleProcess(service.pid)
   const metrics = await scrape(service.url)
