@@ -11,7 +11,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
-import { get } from 'node:http'
+import { get, request } from 'node:http'
 import { createRequire } from 'node:module'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -74,8 +74,10 @@ function writeStore (path: string, devices: readonly Device[]): void {
 const JSON_HEADERS = { 'content-type': 'application/json' }
 
 /**
- * The mix, per 100 requests: 80 single signs, 5 batches of 20 devices, 5 unknown devices (404),
- * 5 invalid bodies (400), 5 bodies that are not JSON (400). Shuffled, so each connection sees all kinds.
+ * The mix of the load, per 100 requests: 85 single signs, 5 batches of 20 devices, 5 unknown devices
+ * (404), 5 invalid bodies (400). Shuffled, so each connection sees all kinds. Bodies that are not
+ * JSON are sent apart ({@link sendBrokenJson}): their answer closes the connection, and autocannon
+ * times the request after a reconnect from before it (about 1 s on every such request, measured).
  */
 function mixedRequests (devices: readonly Device[], count: number): AcRequest[] {
   const pick = (): Device => devices[Math.floor(Math.random() * devices.length)] as Device
@@ -94,7 +96,8 @@ function mixedRequests (devices: readonly Device[], count: number): AcRequest[] 
     } else if (kind === 18) {
       requests.push(sign({ productKey: 'soak0000', deviceKey: 'dev 1', extra: true }))
     } else {
-      requests.push({ method: 'POST', path: '/sign', headers: JSON_HEADERS, body: '{"productKey": ' })
+      const { productKey, deviceKey } = pick()
+      requests.push(sign({ productKey, deviceKey }))
     }
   }
   for (let i = requests.length - 1; i > 0; i--) {
@@ -166,11 +169,14 @@ async function startService (env: Record<string, string>): Promise<{ url: string
 
 // ---- measuring ----
 
-/** The process's resident memory in MB and its open file descriptors, from /proc. */
-function sampleProcess (pid: number): { rssMb: number, fds: number } {
+/** The process's resident memory in MB, its open file descriptors and the CPU seconds it has used, from /proc. */
+function sampleProcess (pid: number): { rssMb: number, fds: number, cpuS: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
   const rssKb = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1])
-  return { rssMb: rssKb / 1024, fds: readdirSync(`/proc/${pid}/fd`).length }
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // After the command name (in parentheses, may hold spaces): utime and stime are the 14th and 15th fields.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return { rssMb: rssKb / 1024, fds: readdirSync(`/proc/${pid}/fd`).length, cpuS: (Number(fields[11]) + Number(fields[12])) / 100 }
 }
 
 function percentile (values: number[], p: number): number {
@@ -216,6 +222,18 @@ function seriesValue (metrics: string, name: string, labels: string): number {
   return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1))
 }
 
+/** Sends a body that is not JSON on a connection of its own; resolves with the status, or the error's code. */
+function sendBrokenJson (url: string): Promise<number | string> {
+  return new Promise((resolve) => {
+    const req = request(`${url}/sign`, { method: 'POST', agent: false, headers: JSON_HEADERS }, (res) => {
+      res.resume()
+      res.on('end', () => resolve(res.statusCode ?? 0))
+    })
+    req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message))
+    req.end('{"productKey": ')
+  })
+}
+
 // ---- main ----
 
 async function main (): Promise<void> {
@@ -243,8 +261,9 @@ async function main (): Promise<void> {
 
   const latencies: number[][] = Array.from({ length: SECONDS + 2 }, () => [])
   const statuses = new Map<number, number>()
-  const samples: Array<{ at: number, rssMb: number, fds: number }> = []
+  const samples: Array<{ at: number, rssMb: number, fds: number, cpuS: number }> = []
   let started = 0
+  const brokenJsonErrors: string[] = []
   const timers: NodeJS.Timeout[] = []
   /** The clock, the samples, the scrapes and the reload start with the first answer: autocannon takes a while to set up. */
   function begin (): void {
@@ -252,6 +271,15 @@ async function main (): Promise<void> {
     timers.push(setInterval(() => { samples.push({ at: (Date.now() - started) / 1000, ...sampleProcess(service.pid) }) }, 1000))
     // Prometheus scrapes every few seconds; the store is replaced halfway through and SIGHUP sent, as a deployment does.
     timers.push(setInterval(() => { scrape(service.url).catch((err: unknown) => { console.error(`scrape failed: ${String(err)}`) }) }, 5000))
+    // Bad input that closes its connection: 2% of the rate, beside the load.
+    timers.push(setInterval(() => {
+      for (let i = 0; i < Math.max(1, Math.round(rate / 500)); i++) {
+        sendBrokenJson(service.url).then((status) => {
+          if (typeof status === 'number') statuses.set(status, (statuses.get(status) ?? 0) + 1)
+          else brokenJsonErrors.push(status)
+        }).catch(() => {})
+      }
+    }, 100))
     timers.push(setTimeout(() => {
       writeStore(storeFile, [...devices, ...makeDevices(1000, DEVICES)])
       process.kill(service.pid, 'SIGHUP')
@@ -272,11 +300,17 @@ async function main (): Promise<void> {
   const windows = Array.from({ length: Math.ceil(SECONDS / WINDOW_S) }, (_, w) => latencies.slice(w * WINDOW_S, (w + 1) * WINDOW_S).flat())
   const first = windows[0] ?? []
   const last = windows.at(-1) ?? []
-  console.log('\nwindow  requests  req/s     p50 ms  p99 ms  RSS MB  fds')
+  // Server CPU per window: a service that slows down spends more CPU per request; one starved by its neighbours on a
+  // busy machine gets less than a core while its latency grows.
+  console.log('\nwindow  requests  req/s     p50 ms  p99 ms  RSS MB  fds  server CPU  µs CPU/req')
   windows.forEach((values, w) => {
     const sample = samples.filter((s) => s.at <= (w + 1) * WINDOW_S).at(-1)
+    const before = samples.filter((s) => s.at <= w * WINDOW_S).at(-1) ?? { at: 0, cpuS: idleBefore.cpuS }
+    const cpuS = sample === undefined ? Number.NaN : sample.cpuS - before.cpuS
+    const share = sample === undefined ? Number.NaN : cpuS / (sample.at - before.at)
     console.log(`${String(w * WINDOW_S).padStart(3)}-${String((w + 1) * WINDOW_S).padEnd(3)} ${String(values.length).padStart(8)}  ${String(Math.round(values.length / WINDOW_S)).padStart(6)}  ` +
-      `${percentile(values, 50).toFixed(2).padStart(8)}  ${percentile(values, 99).toFixed(2).padStart(6)}  ${(sample?.rssMb ?? Number.NaN).toFixed(1).padStart(6)}  ${String(sample?.fds ?? '-').padStart(3)}`)
+      `${percentile(values, 50).toFixed(2).padStart(8)}  ${percentile(values, 99).toFixed(2).padStart(6)}  ${(sample?.rssMb ?? Number.NaN).toFixed(1).padStart(6)}  ${String(sample?.fds ?? '-').padStart(3)}  ` +
+      `${`${Math.round(share * 100)}%`.padStart(10)}  ${(cpuS * 1e6 / Math.max(1, values.length)).toFixed(0).padStart(10)}`)
   })
   const rssAfterWarmup = samples.filter((s) => s.at <= WINDOW_S).at(-1)?.rssMb ?? Number.NaN
   const rssEnd = samples.at(-1)?.rssMb ?? Number.NaN
@@ -295,6 +329,8 @@ async function main (): Promise<void> {
     [`no 5xx (${fiveXx})`, fiveXx === 0],
     [`no connection errors or timeouts (${soak.result.errors} errors, ${soak.result.timeouts} timeouts${soak.reqErrors.length > 0 ? `: ${soak.reqErrors.join('; ')}` : ''})`,
       soak.result.errors === 0 && soak.result.timeouts === 0],
+    [`no errors on the connections of the broken JSON (${brokenJsonErrors.length}${brokenJsonErrors.length > 0 ? `: ${[...new Set(brokenJsonErrors)].join(', ')}` : ''})`,
+      brokenJsonErrors.length === 0],
     [`RSS growth after the warm-up < ${MAX_RSS_GROWTH_MB} MB (${(rssEnd - rssAfterWarmup).toFixed(1)} MB)`, rssEnd - rssAfterWarmup < MAX_RSS_GROWTH_MB],
     [`no fd growth (${idleBefore.fds} -> ${idleAfter.fds})`, idleAfter.fds <= idleBefore.fds],
     [`p99 of the last ${WINDOW_S} s within ${MAX_P99_RATIO}x the first ${WINDOW_S} s (${p99Last.toFixed(2)} vs ${p99First.toFixed(2)} ms: ${(p99Last / p99First).toFixed(2)}x)`,
