@@ -1,9 +1,10 @@
 // GET /metrics: Prometheus metrics with prom-client, in a registry of the app's own; no label names a device, a caller or a secret.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import { normalizeSignMethod, type SignMethod } from '../core/sign-method.js'
 import type { DeviceKeys, DeviceStore } from '../store/store.js'
+import { CounterCells, HistogramCells } from './metric-cells.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -42,19 +43,12 @@ const OFF: Metrics = { instrumentStore: (store) => store, storeReloaded: () => {
 function requestMetrics (registry: Registry, defaultSignMethod: SignMethod): (request: FastifyRequest, reply: FastifyReply) => void {
   const registers = [registry]
   // The count of a histogram (`_count`) is the request counter: one observation per request, not two.
-  const duration = new Histogram({
-    name: `${PREFIX}http_request_duration_seconds`,
-    help: 'HTTP requests by method, route pattern and status code, and how long they took to answer.',
-    labelNames: ['method', 'route', 'status_code'],
-    buckets: HTTP_BUCKETS,
-    registers
-  })
-  const signatures = new Counter({
-    name: `${PREFIX}signatures_total`,
-    help: 'POST /sign requests with a valid body, by sign method and outcome: signed, or the error code.',
-    labelNames: ['sign_method', 'outcome'],
-    registers
-  })
+  const duration = new HistogramCells(`${PREFIX}http_request_duration_seconds`,
+    'HTTP requests by method, route pattern and status code, and how long they took to answer.',
+    ['method', 'route', 'status_code'], HTTP_BUCKETS, registry)
+  const signatures = new CounterCells(`${PREFIX}signatures_total`,
+    'POST /sign requests with a valid body, by sign method and outcome: signed, or the error code.',
+    ['sign_method', 'outcome'], registry)
   const batchItems = new Counter({
     name: `${PREFIX}batch_items_total`,
     help: 'Devices in POST /sign/batch requests, by outcome: signed or failed.',
@@ -76,13 +70,13 @@ function requestMetrics (registry: Registry, defaultSignMethod: SignMethod): (re
 
   return (request, reply) => {
     const route = request.routeOptions.url ?? UNMATCHED_ROUTE
-    duration.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000)
+    duration.observe([request.method, route, reply.statusCode], reply.elapsedTime / 1000)
     const { outcome } = request
     if (outcome === null) return
     if (route === '/sign' && request.deviceRef !== null) {
       const named = (request.body as { signMethod?: string }).signMethod
       const method = named === undefined ? defaultSignMethod : normalizeSignMethod(named) ?? 'unsupported'
-      signatures.inc({ sign_method: method, outcome })
+      signatures.inc([method, outcome])
     }
     const { batch } = request
     if (batch !== null) {
@@ -99,19 +93,12 @@ function requestMetrics (registry: Registry, defaultSignMethod: SignMethod): (re
 /** Store lookups, their latency and reloads; the store's own figures (devices, cache) read at each scrape. */
 function storeMetrics (registry: Registry, store: () => DeviceStore): Metrics & { refresh: () => Promise<void> } {
   const registers = [registry]
-  const lookups = new Histogram({
-    name: `${PREFIX}store_lookup_duration_seconds`,
-    help: 'Store lookups by store kind, operation (find: POST /sign, find_many: a batch or a chunk of a stream) and result (ok or error), and how long they took.',
-    labelNames: ['store', 'operation', 'result'],
-    buckets: STORE_BUCKETS,
-    registers
-  })
-  const looked = new Counter({
-    name: `${PREFIX}store_devices_looked_up_total`,
-    help: 'Devices asked of the store, by store kind and whether it holds them (found or missing).',
-    labelNames: ['store', 'result'],
-    registers
-  })
+  const lookups = new HistogramCells(`${PREFIX}store_lookup_duration_seconds`,
+    'Store lookups by store kind, operation (find: POST /sign, find_many: a batch or a chunk of a stream) and result (ok or error), and how long they took.',
+    ['store', 'operation', 'result'], STORE_BUCKETS, registry)
+  const looked = new CounterCells(`${PREFIX}store_devices_looked_up_total`,
+    'Devices asked of the store, by store kind and whether it holds them (found or missing).',
+    ['store', 'result'], registry)
   const reloads = new Counter({
     name: `${PREFIX}store_reloads_total`,
     help: 'Store reload attempts by store kind and outcome: reloaded, unchanged, held (STORE_MAX_SHRINK_PERCENT), failed, changing.',
@@ -155,7 +142,7 @@ function storeMetrics (registry: Registry, store: () => DeviceStore): Metrics & 
 
   /** Seconds since `start` (performance.now() milliseconds) into the lookup histogram. */
   function timed (kind: string, operation: string, result: string, start: number): void {
-    lookups.observe({ store: kind, operation, result }, (performance.now() - start) / 1000)
+    lookups.observe([kind, operation, result], (performance.now() - start) / 1000)
   }
 
   return {
@@ -176,7 +163,7 @@ function storeMetrics (registry: Registry, store: () => DeviceStore): Metrics & 
             throw err
           }
           timed(kind, 'find', 'ok', start)
-          looked.inc({ store: kind, result: device === undefined ? 'missing' : 'found' })
+          looked.inc([kind, device === undefined ? 'missing' : 'found'])
           return device
         },
         async findDevices (keys: readonly DeviceKeys[]) {
@@ -191,8 +178,8 @@ function storeMetrics (registry: Registry, store: () => DeviceStore): Metrics & 
           timed(kind, 'find_many', 'ok', start)
           let missing = 0
           for (const device of found) if (device === undefined) missing++
-          looked.inc({ store: kind, result: 'found' }, found.length - missing)
-          looked.inc({ store: kind, result: 'missing' }, missing)
+          looked.inc([kind, 'found'], found.length - missing)
+          looked.inc([kind, 'missing'], missing)
           return found
         },
         checkHealth: () => inner.checkHealth(),
@@ -217,11 +204,11 @@ async function metrics (app: FastifyInstance, { enabled, defaultSignMethod, vers
     .set({ version }, 1)
   const stores = storeMetrics(registry, () => app.store)
   app.decorate('metrics', { instrumentStore: stores.instrumentStore, storeReloaded: stores.storeReloaded })
+  const observe = requestMetrics(registry, defaultSignMethod)
   app.addHook('onResponse', (request, reply, done) => {
     observe(request, reply)
     done()
   })
-  const observe = requestMetrics(registry, defaultSignMethod)
 
   // Open like /healthz: scraped from inside the network, and nothing in it is secret. Not in the
   // OpenAPI document: it is Prometheus' text format, not part of the JSON API.
