@@ -7,6 +7,7 @@ import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-z
 import { pino, type DestinationStream } from 'pino'
 import { createTokenStore, type TokenStore } from './auth/token-store.js'
 import type { Config } from './config.js'
+import metrics from './plugins/metrics.js'
 import errorHandler, { handleClientError, sendError } from './plugins/error-handler.js'
 import auth from './plugins/auth.js'
 import connections from './plugins/connections.js'
@@ -116,6 +117,8 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
   // registers get a request type of their own, made from the root's as it is at that moment.
   await app.register(requestLog)
   await app.register(swagger, { version })
+  // Before everything it counts: the store's lookups, and every request from its first hook.
+  await app.register(metrics, { enabled: config.metricsEnabled, defaultSignMethod: config.signMethod, version })
   await app.register(errorHandler)
   await app.register(connections, { maxConnections: config.maxConnections })
   await app.register(requestGuard)

@@ -108,6 +108,8 @@ export const envSchema = z.object({
     .describe('Largest request body accepted, in bytes; larger ones get 413.'),
   REQUEST_TIMEOUT_MS: millis(10_000).describe('Time a client has to send a whole request.'),
   KEEP_ALIVE_TIMEOUT_MS: millis(72_000).describe('How long an idle keep-alive connection stays open.'),
+  METRICS_ENABLED: z.stringbool({ error: 'must be true or false' }).default(true)
+    .describe('Serve Prometheus metrics at GET /metrics (open, like /healthz: no secret, device or caller in any label).'),
   SHUTDOWN_TIMEOUT_MS: millis(10_000)
     .describe('On SIGTERM/SIGINT, how long in-flight requests get to finish before their connections are cut and the process exits.')
 })
@@ -134,6 +136,7 @@ export interface Config {
   requestTimeoutMs: number
   keepAliveTimeoutMs: number
   shutdownTimeoutMs: number
+  metricsEnabled: boolean
 }
 
 const MQTT_DETAILS = ['MQTT_PORT', 'MQTT_TLS', 'MQTT_WEBSOCKET_URL'] as const
@@ -211,6 +214,7 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
     bodyLimit: e.BODY_LIMIT,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS,
-    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    metricsEnabled: e.METRICS_ENABLED
   })
 }

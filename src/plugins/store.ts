@@ -25,13 +25,16 @@ async function storePlugin (app: FastifyInstance, { config, store }: StorePlugin
     settleMs: config.storeSettleMs,
     pollMs: config.storePollMs,
     maxShrinkPercent: config.storeMaxShrinkPercent,
-    log
+    log,
+    onReload: (outcome) => { app.metrics.storeReloaded('file', outcome) }
   })
   if (config.isExampleStore && store === undefined) {
     log.warn({ path: config.storeFile }, 'serving the bundled example store: set STORE_FILE to your own devices')
   }
-  app.decorate('store', deviceStore)
-  app.addHook('onClose', async () => { await deviceStore.close() })
+  // Lookups are timed through the app's metrics; the store itself knows nothing of them.
+  const served = app.metrics.instrumentStore(deviceStore)
+  app.decorate('store', served)
+  app.addHook('onClose', async () => { await served.close() })
 }
 
-export default fp(storePlugin, { name: 'store', fastify: '5.x' })
+export default fp(storePlugin, { name: 'store', fastify: '5.x', dependencies: ['metrics'] })

@@ -47,6 +47,11 @@ export interface DeviceStore {
   checkHealth (): Promise<StoreHealth>
   /** Re-reads the source (SIGHUP). A failed reload keeps the old data and is reported by checkHealth. */
   reload? (): Promise<unknown>
+  /**
+   * A store with a cache in front of its backend: how many lookups the cache answered (hits) and
+   * how many went to the backend (misses), counted since it opened. Read at each /metrics scrape.
+   */
+  cacheStats? (): { hits: number, misses: number }
   close (): Promise<void>
 }
 

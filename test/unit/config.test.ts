@@ -23,7 +23,8 @@ t.test('an empty environment gives the documented defaults on the bundled exampl
     bodyLimit: 16384,
     requestTimeoutMs: 10000,
     keepAliveTimeoutMs: 72000,
-    shutdownTimeoutMs: 10000
+    shutdownTimeoutMs: 10000,
+    metricsEnabled: true
   })
   t.ok(Object.isFrozen(config), 'the config cannot be changed after startup')
   t.match(EXAMPLE_STORE_FILE, /examples[/\\]devices\.json$/)
@@ -52,7 +53,8 @@ t.test('every variable is read and converted', async (t) => {
     BODY_LIMIT: '4096',
     REQUEST_TIMEOUT_MS: '5000',
     KEEP_ALIVE_TIMEOUT_MS: '1000',
-    SHUTDOWN_TIMEOUT_MS: '2000'
+    SHUTDOWN_TIMEOUT_MS: '2000',
+    METRICS_ENABLED: 'false'
   })
   t.match(config, {
     port: 9000,
@@ -72,7 +74,8 @@ t.test('every variable is read and converted', async (t) => {
     bodyLimit: 4096,
     requestTimeoutMs: 5000,
     keepAliveTimeoutMs: 1000,
-    shutdownTimeoutMs: 2000
+    shutdownTimeoutMs: 2000,
+    metricsEnabled: false
   })
 })
 
@@ -99,13 +102,14 @@ t.test('every bad variable is named in one ConfigError, without its value', asyn
     BODY_LIMIT: '10',
     REQUEST_TIMEOUT_MS: '-1',
     KEEP_ALIVE_TIMEOUT_MS: '1.5',
-    SHUTDOWN_TIMEOUT_MS: 'soon'
+    SHUTDOWN_TIMEOUT_MS: 'soon',
+    METRICS_ENABLED: 'yes please'
   }
   const err = t.throws(() => loadConfig(env)) as Error
   t.type(err, ConfigError)
   for (const name of Object.keys(env)) t.match(err.message, new RegExp(`^  ${name}: `, 'm'), `names ${name}`)
   t.equal(err.message.split('\n').length, Object.keys(env).length + 1, 'one line per variable')
-  t.notMatch(err.message, /sometimes|hmacsha512|bad host!|example\.com|loud|soon/, 'values are not echoed')
+  t.notMatch(err.message, /sometimes|hmacsha512|bad host!|example\.com|loud|soon|please/, 'values are not echoed')
 })
 
 t.test('AUTH_MODE is token, mtls or none', async (t) => {
