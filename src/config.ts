@@ -107,7 +107,7 @@ export const envSchema = z.object({
   MAX_CREDENTIAL_AGE_MS: whole('must be a whole number of milliseconds from 0 to 604800000 (7 days)', 0, 604_800_000, 0)
     .describe('POST /verify denies credentials whose timestamp is older than this, or further in the future. 0: no age check (EnOS itself checks none).'),
   VERIFY_NOT_OURS: z.enum(VERIFY_NOT_OURS_ANSWERS, { error: `must be ${VERIFY_NOT_OURS_ANSWERS.join(' or ')}` }).default('ignore')
-    .describe('What POST /verify answers for a username that is not <deviceKey>&<productKey>: ignore (the broker asks its next authenticator) or deny.'),
+    .describe('What POST /verify answers for a username that is not deviceKey&productKey: ignore (the broker asks its next authenticator) or deny.'),
   VERIFY_UNKNOWN_CACHE_MS: millis(5000, 0)
     .describe('How long POST /verify remembers that a device is not in the store (at most 10000 devices), so a misconfigured device cannot hammer the store. 0: off.'),
   BATCH_MAX_ITEMS: whole('must be a whole number from 1 to 100000', 1, 100_000, 1000)
