@@ -21,7 +21,10 @@ const OFFERED = ['application/json', 'text/plain']
  * something odd still gets an answer it can log.
  */
 export function prefersText (request: FastifyRequest): boolean {
-  return request.routeOptions.config?.textAnswers === true && new Negotiator(request.raw).mediaType(OFFERED) === 'text/plain'
+  // Most callers send no Accept (or */*): JSON without parsing anything.
+  const { accept } = request.headers
+  if (accept === undefined || accept === '*/*' || request.routeOptions.config?.textAnswers !== true) return false
+  return new Negotiator(request.raw).mediaType(OFFERED) === 'text/plain'
 }
 
 /** `key=value` lines, each ended by `\n`. Values never hold a line break: one is replaced by a space. */
