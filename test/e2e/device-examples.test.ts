@@ -39,8 +39,8 @@ function hasCommand (name: string): boolean {
 }
 
 /** Runs an example as a device would run it, with the signer's URL, its token and the broker's CA in the environment. */
-async function runExample (t: Test, command: string, args: string[]): Promise<string> {
-  const env = { ...process.env, SIGNER_URL: origin, SIGNER_TOKEN: signer.token, MQTT_CA_FILE: broker.caFile, PRODUCT_KEY: EXAMPLE.productKey, DEVICE_KEY: EXAMPLE.deviceKey }
+async function runExample (t: Test, command: string, args: string[], overrides: Record<string, string | undefined> = {}): Promise<string> {
+  const env = { ...process.env, SIGNER_URL: origin, SIGNER_TOKEN: signer.token, MQTT_CA_FILE: broker.caFile, PRODUCT_KEY: EXAMPLE.productKey, DEVICE_KEY: EXAMPLE.deviceKey, ...overrides }
   return await new Promise((resolve, reject) => {
     const child = execFile(command, args, { cwd: REPO, env, timeout: 30_000 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`${args.at(-1)} failed: ${String(stderr)}`, { cause: err }))
@@ -93,4 +93,15 @@ t.test('examples/device/boot.sh (curl with the text answer, mosquitto_pub) signs
     }
   }
   await checkExample(t, 'sh', 'boot.sh')
+})
+
+t.test('examples/device/boot.mjs fails loudly: the signer\'s error, no broker configured, a broker certificate it cannot check', async (t) => {
+  const run = async (env: Record<string, string | undefined>) => await runExample(t, process.execPath, [DEVICE_DIR + 'boot.mjs'], env)
+  await t.rejects(run({ DEVICE_KEY: 'ghost' }), { message: /POST \/sign: DEVICE_NOT_FOUND: no device with productKey "123" and deviceKey "ghost"/ })
+  const open = await buildTestApp(t, { MQTT_HOST: 'localhost', MQTT_PORT: String(broker.tlsPort) })
+  const openUrl = await open.listen({ port: 0, host: '127.0.0.1' })
+  await t.rejects(run({ SIGNER_URL: openUrl, SIGNER_TOKEN: undefined, MQTT_CA_FILE: undefined }), { message: /self-signed certificate/ }, 'no CA: TLS refuses the broker')
+  const noBroker = await buildTestApp(t)
+  const noBrokerUrl = await noBroker.listen({ port: 0, host: '127.0.0.1' })
+  await t.rejects(run({ SIGNER_URL: noBrokerUrl }), { message: /the signer has no MQTT_HOST configured/ })
 })
