@@ -19,6 +19,7 @@ import swagger from './plugins/swagger.js'
 import healthRoutes from './routes/health.js'
 import batchRoute from './routes/batch.js'
 import signRoute from './routes/sign.js'
+import verifyRoute from './routes/verify.js'
 import type { Broker } from './schemas/credentials.js'
 import { serializerCompiler } from './schemas/serializer.js'
 import type { DeviceStore } from './store/store.js'
@@ -146,6 +147,7 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
     maxLineBytes: config.bodyLimit,
     idleMs: config.requestTimeoutMs
   })
+  await app.register(verifyRoute, { ...config.verify, clock: signing.clock })
   return app
 }
 

@@ -11,6 +11,8 @@ export type AuthMode = (typeof AUTH_MODES)[number]
 /** The bundled example store, used when STORE_FILE is not set (resolved from src/ or dist/ alike). */
 export const EXAMPLE_STORE_FILE = fileURLToPath(new URL('../examples/devices.json', import.meta.url))
 
+const VERIFY_NOT_OURS_ANSWERS = ['ignore', 'deny'] as const
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
 /** A whole number written as plain digits (no `0x1F90`, `1e3` or blanks, which Number() would accept). */
@@ -102,6 +104,12 @@ export const envSchema = z.object({
     .describe('How a client certificate names its device: its CN or a DNS/URI SAN equal to the deviceKey, or to productKey/deviceKey.'),
   MAX_CONNECTIONS: wholeNumber('must be a whole number from 1 to 1000000', 1, 1_000_000).optional()
     .describe('Most connections open at once; more are closed as they arrive. Default: the open-file limit minus 128.'),
+  MAX_CREDENTIAL_AGE_MS: whole('must be a whole number of milliseconds from 0 to 604800000 (7 days)', 0, 604_800_000, 0)
+    .describe('POST /verify denies credentials whose timestamp is older than this, or further in the future. 0: no age check (EnOS itself checks none).'),
+  VERIFY_NOT_OURS: z.enum(VERIFY_NOT_OURS_ANSWERS, { error: `must be ${VERIFY_NOT_OURS_ANSWERS.join(' or ')}` }).default('ignore')
+    .describe('What POST /verify answers for a username that is not deviceKey&productKey: ignore (the broker asks its next authenticator) or deny.'),
+  VERIFY_UNKNOWN_CACHE_MS: millis(5000, 0)
+    .describe('How long POST /verify remembers that a device is not in the store (at most 10000 devices), so a misconfigured device cannot hammer the store. 0: off.'),
   BATCH_MAX_ITEMS: whole('must be a whole number from 1 to 100000', 1, 100_000, 1000)
     .describe('Most devices in one JSON batch of POST /sign/batch (more get 413); its body limit is 1 KiB per device. An NDJSON stream has no limit.'),
   BODY_LIMIT: whole('must be a whole number of bytes from 1024 to 16777216', 1024, 16 * 1024 * 1024, 16 * 1024)
@@ -131,6 +139,8 @@ export interface Config {
   rateLimit: { perCaller: number, perDevice: number, redisUrl: string | undefined }
   tls: { certFile: string, keyFile: string, clientCaFile: string | undefined } | undefined
   maxConnections: number | undefined
+  /** POST /verify: MAX_CREDENTIAL_AGE_MS (0: off), VERIFY_NOT_OURS, VERIFY_UNKNOWN_CACHE_MS (0: off). */
+  verify: { maxAgeMs: number, notOurs: (typeof VERIFY_NOT_OURS_ANSWERS)[number], unknownCacheMs: number }
   batchMaxItems: number
   bodyLimit: number
   requestTimeoutMs: number
@@ -210,6 +220,7 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
       ? undefined
       : Object.freeze({ certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.TLS_CLIENT_CA_FILE }),
     maxConnections: e.MAX_CONNECTIONS,
+    verify: Object.freeze({ maxAgeMs: e.MAX_CREDENTIAL_AGE_MS, notOurs: e.VERIFY_NOT_OURS, unknownCacheMs: e.VERIFY_UNKNOWN_CACHE_MS }),
     batchMaxItems: e.BATCH_MAX_ITEMS,
     bodyLimit: e.BODY_LIMIT,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,

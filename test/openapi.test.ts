@@ -46,7 +46,21 @@ t.test('the spec documents POST /sign with every status it can return', async (t
   t.ok(spec.components.schemas.Error, 'errors share one $ref schema')
   t.same(sign.responses['404'].content['application/json'].schema, { $ref: '#/components/schemas/Error' })
   t.notOk('description' in spec.components.schemas.Error, 'the per-status description is on the response, not in the shared schema')
-  t.same(Object.keys(spec.paths).sort(), ['/healthz', '/readyz', '/sign', '/sign/batch'])
+  t.same(Object.keys(spec.paths).sort(), ['/healthz', '/readyz', '/sign', '/sign/batch', '/verify'])
+  t.same(Object.keys(sign.responses['200'].content), ['application/json', 'text/plain'], 'the credentials as JSON or as text lines')
+  for (const [status, response] of Object.entries<{ content: Record<string, unknown> }>(sign.responses)) {
+    t.same(Object.keys(response.content), ['application/json', 'text/plain'], `${status} as JSON or as text lines`)
+  }
+})
+
+t.test('the spec documents POST /verify: JSON or form in, the decision out, its scope, every status', async (t) => {
+  const spec = await readSpec() as { paths: Record<string, Record<string, { operationId: string, security: unknown, requestBody: { content: Record<string, unknown> }, responses: Record<string, { content: Record<string, unknown> }> }>> }
+  const verify = spec.paths['/verify']?.post
+  t.equal(verify?.operationId, 'verify')
+  t.same(verify?.security, [{ bearerAuth: [] }, {}])
+  t.same(Object.keys(verify?.requestBody.content ?? {}), ['application/json', 'application/x-www-form-urlencoded'])
+  t.same(verify?.responses['200']?.content, { 'application/json': { schema: { $ref: '#/components/schemas/VerifyResult' } } })
+  t.same(Object.keys(verify?.responses ?? {}).sort(), ['200', '400', '401', '403', '408', '413', '415', '429', '500', '503'])
 })
 
 t.test('the spec documents POST /sign/batch with both content types, in and out, and every status', async (t) => {

@@ -8,6 +8,7 @@ import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod'
 import type { z } from 'zod'
 import { AppError, HTTP_LAYER_CODES, isAppError, type ErrorDetail } from '../errors.js'
 import type { errorBodySchema } from '../schemas/error.js'
+import { TEXT_PLAIN, prefersText, textLines } from '../schemas/text.js'
 import { REQUEST_COMPLETED } from './request-log.js'
 
 export type ErrorBody = z.infer<typeof errorBodySchema>
@@ -113,7 +114,10 @@ export function sendError (err: FastifyError | Error, request: FastifyRequest, r
   if (appError.statusCode >= 500) request.log.error({ err }, 'request failed')
   if (appError.retryAfter !== undefined) reply.header('retry-after', String(appError.retryAfter))
   if (appError.headers !== undefined) reply.headers(appError.headers)
-  return reply.code(appError.statusCode).send(toErrorBody(appError))
+  reply.code(appError.statusCode)
+  // A device that asked for text gets its error as text too: the same status, code and message.
+  if (prefersText(request)) return reply.type(TEXT_PLAIN).send(textLines([['error', appError.code], ['message', appError.message]]))
+  return reply.send(toErrorBody(appError))
 }
 
 const CLIENT_GONE = new Set(['ECONNRESET', 'HPE_INVALID_EOF_STATE'])

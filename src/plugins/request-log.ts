@@ -12,8 +12,10 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The device a request was about, once its body has been validated. */
     deviceRef: { productKey: string, deviceKey: string, clientId: string } | null
-    /** What happened: `signed`, an error code, or null for a plain success. */
+    /** What happened: `signed`, `allow`/`deny`/`ignore` (POST /verify), an error code, or null for a plain success. */
     outcome: string | null
+    /** Why POST /verify answered as it did: for the log line only, never for the caller, never a password. */
+    reason: string | null
     /** The counts of a batch, updated as its items are signed (a stream's are final when its answer ends). */
     batch: { total: number, signed: number, failed: number } | null
     /** What the audit line of a batch says of its items. */
@@ -101,7 +103,8 @@ export class RequestLogController extends LogController {
       ...request.deviceRef,
       ...(batch != null && { batch: { size: batch.total, signed: batch.signed, failed: batch.failed, ...(request.batchAudit != null && auditOfBatch(request.batchAudit)) } }),
       // Every error path sets an outcome; the status-based fallback is for one that might not.
-      outcome: request.outcome ?? (reply.statusCode < 400 ? 'ok' : 'error')
+      outcome: request.outcome ?? (reply.statusCode < 400 ? 'ok' : 'error'),
+      ...(request.reason != null && { reason: request.reason })
     }, REQUEST_COMPLETED)
   }
 }
@@ -168,6 +171,7 @@ function auditFields (request: FastifyRequest): Record<string, unknown> {
 export default fp(async function requestLog (app) {
   app.decorateRequest('deviceRef', null)
   app.decorateRequest('outcome', null)
+  app.decorateRequest('reason', null)
   app.decorateRequest('batch', null)
   app.decorateRequest('batchAudit', null)
   app.addHook('onRequest', (request, reply, done) => {

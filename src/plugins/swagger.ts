@@ -98,6 +98,7 @@ async function swaggerPlugin (app: FastifyInstance, opts: { version: string }): 
       },
       tags: [
         { name: 'signing', description: 'MQTT CONNECT credentials' },
+        { name: 'verification', description: 'For brokers: check credentials a device presents' },
         { name: 'health', description: 'Liveness and readiness' }
       ]
     },

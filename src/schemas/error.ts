@@ -1,6 +1,7 @@
 // The error body every route answers with (see plugins/error-handler.ts), registered once for $ref.
 import { z } from 'zod'
 import { RETRY_AFTER_HEADER, jsonResponse, type HeaderDoc, type JsonResponse } from './response.js'
+import { textAnswerSchema } from './text.js'
 
 export const errorBodySchema = z.object({
   statusCode: z.number().int().describe('The HTTP status, repeated.'),
@@ -62,4 +63,16 @@ export function errorResponses<const S extends number> (descriptions: Record<S, 
     [status, jsonResponse(errorBodySchema, description, HEADERS_BY_STATUS[status] ?? {})])
   // Object.fromEntries forgets the keys, which are exactly those of `descriptions`.
   return Object.fromEntries(entries) as Record<S, ErrorResponse>
+}
+
+const errorTextSchema = textAnswerSchema.describe('With Accept: text/plain: two lines, error=<CODE> and message=<what went wrong>.')
+
+/** An error response that is also sent as text lines to a caller that prefers text/plain. */
+export type ErrorOrTextResponse = Omit<ErrorResponse, 'content'> & { content: ErrorResponse['content'] & { 'text/plain': { schema: typeof errorTextSchema } } }
+
+/** The same error responses, each documented as JSON and as text/plain lines (routes with `textAnswers`). */
+export function withTextErrors<const S extends number> (responses: Record<S, ErrorResponse>): Record<S, ErrorOrTextResponse> {
+  const entries = Object.entries<ErrorResponse>(responses).map(([status, response]) =>
+    [status, { ...response, content: { ...response.content, 'text/plain': { schema: errorTextSchema } } }])
+  return Object.fromEntries(entries) as Record<S, ErrorOrTextResponse>
 }

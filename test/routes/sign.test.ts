@@ -1,5 +1,5 @@
 import t from 'tap'
-import { EXAMPLE, EXAMPLE_PASSWORDS, FIXED_NOW, brokenStore, buildTestApp, unavailableStore } from '../helper.js'
+import { EXAMPLE, EXAMPLE_PASSWORDS, FIXED_NOW, brokenStore, buildTestApp, unavailableStore, writeTokenFile } from '../helper.js'
 
 const example = { productKey: EXAMPLE.productKey, deviceKey: EXAMPLE.deviceKey, clientId: EXAMPLE.clientId, timestamp: EXAMPLE.timestamp }
 
@@ -173,4 +173,86 @@ t.test('POST /sign – validation messages say what to send', async (t) => {
     { path: 'productKey', message: 'is required' },
     { path: 'timestamp', message: 'must be a string: epoch milliseconds as a string of 1-20 digits, e.g. "1524448722000"' }
   ])
+})
+
+t.test('POST /sign – Accept: text/plain -> the three CONNECT fields as key=value lines', async (t) => {
+  const app = await buildTestApp(t)
+  const res = await app.inject({ method: 'POST', url: '/sign', payload: { ...example, signMethod: 'hmacsha1' }, headers: { accept: 'text/plain' } })
+  t.equal(res.statusCode, 200)
+  t.equal(res.headers['content-type'], 'text/plain; charset=utf-8')
+  t.equal(res.body, [
+    'mqttClientId=123|securemode=2,signmethod=hmacsha1,timestamp=1524448722000|',
+    'mqttUsername=test&123',
+    `mqttPassword=${EXAMPLE_PASSWORDS.hmacsha1}`,
+    ''
+  ].join('\n'))
+})
+
+t.test('POST /sign – text/plain with MQTT_HOST -> the broker host, port and TLS after the three fields', async (t) => {
+  const app = await buildTestApp(t, { MQTT_HOST: 'mqtt-cn4.envisioniot.com', MQTT_PORT: '18883' })
+  const res = await app.inject({ method: 'POST', url: '/sign', payload: example, headers: { accept: 'text/plain' } })
+  t.same(res.body.split('\n').slice(3), ['mqttHost=mqtt-cn4.envisioniot.com', 'mqttPort=18883', 'mqttTls=true', ''])
+})
+
+t.test('POST /sign – content negotiation: JSON unless text/plain is preferred (absent, */*, q-values, text/*, an unknown type)', async (t) => {
+  const app = await buildTestApp(t)
+  const cases: Array<[string | undefined, 'json' | 'text']> = [
+    [undefined, 'json'],
+    ['*/*', 'json'],
+    ['application/json', 'json'],
+    ['text/plain', 'text'],
+    ['text/*', 'text'],
+    ['text/plain;q=0.5, application/json', 'json'],
+    ['application/json;q=0.1, text/plain', 'text'],
+    ['text/plain, */*;q=0.1', 'text'],
+    ['text/html', 'json'],
+    ['text/plain;q=0', 'json']
+  ]
+  for (const [accept, want] of cases) {
+    const res = await app.inject({ method: 'POST', url: '/sign', payload: example, headers: accept === undefined ? {} : { accept } })
+    t.equal(res.statusCode, 200)
+    t.match(res.headers['content-type'], want === 'json' ? /^application\/json/ : /^text\/plain/, `Accept: ${String(accept)} -> ${want}`)
+  }
+})
+
+t.test('POST /sign – errors as text lines with the same status: error=CODE and message=...', async (t) => {
+  const app = await buildTestApp(t)
+  const text = { accept: 'text/plain' }
+  const notFound = await app.inject({ method: 'POST', url: '/sign', payload: { productKey: '123', deviceKey: 'ghost' }, headers: text })
+  t.equal(notFound.statusCode, 404)
+  t.equal(notFound.headers['content-type'], 'text/plain; charset=utf-8')
+  t.equal(notFound.body, 'error=DEVICE_NOT_FOUND\nmessage=no device with productKey "123" and deviceKey "ghost" in the store\n')
+  const disabled = await app.inject({ method: 'POST', url: '/sign', payload: { productKey: 'Ab12Cd34', deviceKey: 'retired-0003' }, headers: text })
+  t.equal(disabled.statusCode, 403)
+  t.match(disabled.body, /^error=DEVICE_DISABLED\nmessage=.+\n$/)
+  const malformed = await app.inject({ method: 'POST', url: '/sign', payload: '{', headers: { ...text, 'content-type': 'application/json' } })
+  t.equal(malformed.statusCode, 400)
+  t.equal(malformed.body, 'error=MALFORMED_JSON\nmessage=the request body is not valid JSON\n')
+})
+
+t.test('POST /sign – a text error stays two lines whatever the request put into its message', async (t) => {
+  const app = await buildTestApp(t)
+  const res = await app.inject({ method: 'POST', url: '/sign', payload: { ...example, 'evil\r\nmqttPassword=0000': 1 }, headers: { accept: 'text/plain' } })
+  t.equal(res.statusCode, 400)
+  const lines = res.body.split('\n')
+  t.equal(lines.length, 3, 'two lines and the final newline')
+  t.equal(lines[0], 'error=VALIDATION_FAILED')
+  t.match(lines[1], /^message=invalid request body: evil mqttPassword=0000: is not a known field$/)
+})
+
+t.test('POST /sign – a text error from access control: 401 with its challenge, as lines', async (t) => {
+  const app = await buildTestApp(t, { AUTH_MODE: 'token', AUTH_TOKENS_FILE: writeTokenFile(t, []) })
+  const res = await app.inject({ method: 'POST', url: '/sign', payload: example, headers: { accept: 'text/plain' } })
+  t.equal(res.statusCode, 401)
+  t.equal(res.headers['www-authenticate'], 'Bearer realm="enos-mqtt-signer"')
+  t.equal(res.body, 'error=UNAUTHENTICATED\nmessage=send Authorization: Bearer <token>\n')
+})
+
+t.test('POST /sign/batch ignores Accept: text/plain (only POST /sign answers in lines)', async (t) => {
+  const app = await buildTestApp(t)
+  const res = await app.inject({ method: 'POST', url: '/sign/batch', payload: { devices: [{ productKey: '123', deviceKey: 'ghost' }, 'x'] }, headers: { accept: 'text/plain' } })
+  t.match(res.headers['content-type'], /^application\/json/)
+  const bad = await app.inject({ method: 'POST', url: '/sign/batch', payload: {}, headers: { accept: 'text/plain' } })
+  t.equal(bad.statusCode, 400)
+  t.match(bad.json(), { code: 'VALIDATION_FAILED' })
 })

@@ -19,6 +19,7 @@ t.test('an empty environment gives the documented defaults on the bundled exampl
     rateLimit: { perCaller: 6000, perDevice: 30, redisUrl: undefined },
     tls: undefined,
     maxConnections: undefined,
+    verify: { maxAgeMs: 0, notOurs: 'ignore', unknownCacheMs: 5000 },
     batchMaxItems: 1000,
     bodyLimit: 16384,
     requestTimeoutMs: 10000,
@@ -205,5 +206,16 @@ t.test('the store reload settings and MAX_CONNECTIONS have bounds', async (t) =>
     '  STORE_POLL_MS: must be a whole number of milliseconds from 100 to 3600000',
     '  STORE_MAX_SHRINK_PERCENT: must be a whole number from 0 to 100',
     '  MAX_CONNECTIONS: must be a whole number from 1 to 1000000'
+  ].join('\n'))
+})
+
+t.test('POST /verify settings: age and cache in ms (0 turns each off), VERIFY_NOT_OURS ignore or deny', async (t) => {
+  t.same(loadConfig({ MAX_CREDENTIAL_AGE_MS: '600000', VERIFY_NOT_OURS: 'deny', VERIFY_UNKNOWN_CACHE_MS: '0' }).verify, { maxAgeMs: 600000, notOurs: 'deny', unknownCacheMs: 0 })
+  const err = t.throws(() => loadConfig({ MAX_CREDENTIAL_AGE_MS: '700000000', VERIFY_NOT_OURS: 'allow', VERIFY_UNKNOWN_CACHE_MS: '-5' })) as Error
+  t.equal(err.message, [
+    'Invalid configuration:',
+    '  MAX_CREDENTIAL_AGE_MS: must be a whole number of milliseconds from 0 to 604800000 (7 days)',
+    '  VERIFY_NOT_OURS: must be ignore or deny',
+    '  VERIFY_UNKNOWN_CACHE_MS: must be a whole number of milliseconds from 0 to 3600000'
   ].join('\n'))
 })

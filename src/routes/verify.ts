@@ -1,0 +1,114 @@
+// POST /verify: a broker's HTTP authentication hook asks whether a CONNECT may in (EMQX's request and answer).
+import type { FastifyRequest } from 'fastify'
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
+import { LRUCache } from 'lru-cache'
+import { z } from 'zod'
+import { deviceRefusal } from '../auth/caller.js'
+import type { PresentedCredentials } from '../core/credentials.js'
+import { decideVerify, startVerify, type VerifyDecision } from '../core/verify.js'
+import { callerOf } from '../plugins/auth.js'
+import { ACCESS_ERRORS, COMMON_ERRORS, SECURITY, errorResponses } from '../schemas/error.js'
+import { REQUEST_ID_HEADER } from '../schemas/response.js'
+import { deviceId } from '../store/store.js'
+
+export interface VerifyRouteOptions {
+  /** MAX_CREDENTIAL_AGE_MS; 0: no age check. */
+  maxAgeMs: number
+  /** VERIFY_NOT_OURS: the answer for a username that is not `<deviceKey>&<productKey>`. */
+  notOurs: 'ignore' | 'deny'
+  /** VERIFY_UNKNOWN_CACHE_MS; 0: every request for an unknown device asks the store. */
+  unknownCacheMs: number
+  /** Epoch milliseconds: the age check, and the negative cache's time. */
+  clock: () => number
+}
+
+export const FORM = 'application/x-www-form-urlencoded'
+
+/** Three short fields, and whatever else a broker's body template adds: a few KiB is plenty. */
+export const VERIFY_BODY_LIMIT = 4096
+
+/** The most unknown devices remembered at once: the cache stays small whatever a storm sends. */
+export const UNKNOWN_CACHE_MAX = 10_000
+
+const MAX_FIELD = 512
+const field = (what: string, example: string) => z.string({ error: (issue) => issue.input === undefined ? 'is required' : 'must be a string' })
+  .max(MAX_FIELD, `must be at most ${MAX_FIELD} characters`).describe(what).meta({ example })
+
+// Not strict: a broker's body template may add fields (peerhost, protocol, ...), which are ignored.
+export const verifyRequestSchema = z.object({
+  clientid: field('The MQTT client id of the CONNECT: <clientId>|securemode=2,signmethod=<m>,timestamp=<ts>|', '123|securemode=2,signmethod=hmacsha1,timestamp=1524448722000|'),
+  username: field('The user name of the CONNECT: <deviceKey>&<productKey>.', 'test&123'),
+  password: field('The password of the CONNECT: hex, in either case.', '093A032F713517CAE55622C75C1D5219ED618729')
+}).meta({ id: 'VerifyRequest' })
+
+export const verifyResponseSchema = z.object({
+  result: z.enum(['allow', 'deny', 'ignore']).describe('allow or deny; ignore when the username is not <deviceKey>&<productKey> and VERIFY_NOT_OURS=ignore.')
+}).meta({ id: 'VerifyResult' })
+
+const verifyRoute: FastifyPluginAsyncZod<VerifyRouteOptions> = async (app, { maxAgeMs, notOurs, unknownCacheMs, clock }) => {
+  // Some brokers' hooks send a form: the same three fields. The body is small (VERIFY_BODY_LIMIT), so it is parsed whole.
+  app.addContentTypeParser(FORM, { parseAs: 'string' }, (_request, body, done) => {
+    done(null, Object.fromEntries(new URLSearchParams(body as string)))
+  })
+  const unknown = unknownCacheMs === 0 ? undefined : new LRUCache<string, true>({ max: UNKNOWN_CACHE_MAX, ttl: unknownCacheMs, perf: { now: clock } })
+
+  async function decide (request: FastifyRequest, presented: PresentedCredentials): Promise<VerifyDecision> {
+    const start = startVerify(presented, notOurs)
+    if ('decided' in start) return start.decided
+    const { productKey, deviceKey } = start
+    request.deviceRef = start
+    // Outside the caller's products: the same deny as an unknown device, so a broker's token cannot map another tenant's devices.
+    if (deviceRefusal(callerOf(request), productKey, deviceKey) !== undefined) return { result: 'deny', reason: 'product not allowed for this caller' }
+    const id = deviceId(productKey, deviceKey)
+    if (unknown?.has(id) === true) return { result: 'deny', reason: 'unknown device (remembered)' }
+    const device = await app.store.findDevice(productKey, deviceKey)
+    if (device === undefined) unknown?.set(id, true)
+    return decideVerify(presented, device, { now: clock(), maxAgeMs })
+  }
+
+  app.post('/verify', {
+    schema: {
+      tags: ['verification'],
+      operationId: 'verify',
+      summary: 'Check presented MQTT CONNECT credentials, for a broker',
+      description: 'For a broker\'s HTTP authentication (EMQX\'s request and answer): recomputes the password of the device named by username with the method named in clientid, ' +
+        'and answers allow or deny (ignore for a username of another form, see VERIFY_NOT_OURS). A deny never says why; the service\'s log line does.',
+      security: SECURITY,
+      body: {
+        content: {
+          'application/json': { schema: verifyRequestSchema },
+          [FORM]: { schema: verifyRequestSchema }
+        }
+      },
+      response: {
+        200: {
+          description: 'The decision. Also 200 for deny: the broker refuses the CONNECT.',
+          headers: REQUEST_ID_HEADER,
+          content: { 'application/json': { schema: verifyResponseSchema } }
+        },
+        ...errorResponses({
+          400: 'The body is not valid: not JSON (MALFORMED_JSON), or clientid, username or password missing, not strings or too long (VALIDATION_FAILED).',
+          403: 'The caller lacks the verify scope (FORBIDDEN).',
+          ...ACCESS_ERRORS,
+          408: COMMON_ERRORS[408],
+          413: `The body is larger than ${VERIFY_BODY_LIMIT} bytes (PAYLOAD_TOO_LARGE).`,
+          415: `The body is neither application/json nor ${FORM} (UNSUPPORTED_MEDIA_TYPE).`,
+          500: COMMON_ERRORS[500],
+          503: COMMON_ERRORS[503]
+        })
+      }
+    },
+    config: { scope: 'verify', audit: true },
+    onRequest: app.limits.perCaller,
+    bodyLimit: VERIFY_BODY_LIMIT
+  }, async (request) => {
+    // Validated against verifyRequestSchema for either content type; the type provider infers no type from a body given per content type.
+    const { clientid, username, password } = request.body as z.infer<typeof verifyRequestSchema>
+    const decision = await decide(request, { mqttClientId: clientid, mqttUsername: username, mqttPassword: password })
+    request.outcome = decision.result
+    request.reason = decision.reason
+    return { result: decision.result }
+  })
+}
+
+export default verifyRoute
