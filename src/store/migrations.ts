@@ -81,8 +81,8 @@ export async function checkSchema (db: Queryable): Promise<number> {
     throw new SchemaError(`the database schema is at version ${version}, newer than this release reads (${SCHEMA_VERSION}): run a release of enos-mqtt-signer that knows it`)
   }
   if (version < SCHEMA_VERSION) {
-    const state = version === 0 ? 'has no enos-mqtt-signer schema' : `is at schema version ${version}, this release needs ${SCHEMA_VERSION}`
-    throw new SchemaError(`the database ${state}: run \`enos-mqtt-signer migrate\` (or start once with STORE_MIGRATE=true)`)
+    throw new SchemaError(`the database schema is at version ${version} (0: never migrated), this release needs ${SCHEMA_VERSION}: ` +
+      'run `enos-mqtt-signer migrate` (or start once with STORE_MIGRATE=true)')
   }
   return version
 }

@@ -29,10 +29,11 @@ export function createPool ({ url, poolMax, timeoutMs }: Omit<PostgresStoreOptio
   return new pg.Pool({
     ...(url !== undefined && { connectionString: url }),
     max: poolMax,
-    connectionTimeoutMillis: timeoutMs,
-    // The server gives up on the query too, so a slow database is not left with work nobody waits for.
+    // The store's own deadline (timeoutMs) answers first; these only make sure nothing waits for ever,
+    // and the server gives up on the query too, so a slow database is not left with work nobody waits for.
+    connectionTimeoutMillis: 2 * timeoutMs,
+    query_timeout: 2 * timeoutMs,
     statement_timeout: timeoutMs,
-    query_timeout: timeoutMs,
     application_name: 'enos-mqtt-signer'
   })
 }
@@ -49,13 +50,13 @@ export async function createPostgresStore (options: PostgresStoreOptions): Promi
   let closed: Promise<void> | undefined
   const close = async (): Promise<void> => { await (closed ??= pool.end()) }
   try {
-    await bounded(pool, options.timeoutMs, async () => checkSchema(pool))
+    await bounded(options.timeoutMs, async () => checkSchema(pool))
   } catch (err) {
     await close()
     throw err
   }
   const query = async <R extends pg.QueryResultRow>(query: pg.QueryConfig): Promise<R[]> =>
-    (await bounded(pool, options.timeoutMs, async () => pool.query<R>(query))).rows
+    (await bounded(options.timeoutMs, async () => pool.query<R>(query))).rows
 
   const findDevices = async (keys: readonly DeviceKeys[]): Promise<Array<Device | undefined>> => {
     if (keys.length === 0) return []
@@ -78,7 +79,7 @@ export async function createPostgresStore (options: PostgresStoreOptions): Promi
       try {
         const [row] = await query<{ devices: string }>({ text: 'SELECT count(*) AS devices FROM devices' })
         devices = Number(row?.devices)
-        schemaVersion = await bounded(pool, options.timeoutMs, async () => readSchemaVersion(pool))
+        schemaVersion = await bounded(options.timeoutMs, async () => readSchemaVersion(pool))
       } catch (err) {
         // Not ready, and /readyz says why; the pool's figures show whether lookups are queuing.
         const detail = (err as AppError).message
@@ -109,7 +110,7 @@ function toDevice (row: DeviceRow): Device {
  * Runs `work` with a deadline, turning every failure into STORE_UNAVAILABLE. pg's own timeouts
  * bound the wait for a connection and the query separately; the deadline bounds them together.
  */
-async function bounded<T> (pool: pg.Pool, timeoutMs: number, work: () => Promise<T>): Promise<T> {
+async function bounded<T> (timeoutMs: number, work: () => Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const deadline = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => reject(new Error(`no answer within STORE_TIMEOUT_MS (${timeoutMs} ms)`)), timeoutMs)
@@ -120,19 +121,18 @@ async function bounded<T> (pool: pg.Pool, timeoutMs: number, work: () => Promise
   try {
     return await Promise.race([running, deadline])
   } catch (err) {
-    throw storeUnavailable(err, pool)
+    throw storeUnavailable(err)
   } finally {
     clearTimeout(timer)
   }
 }
 
 /** The outage as the client sees it: what happened in a few words, the pg error (secrets removed) as the logged cause. */
-function storeUnavailable (err: unknown, pool: pg.Pool): AppError {
+function storeUnavailable (err: unknown): AppError {
   // A schema that does not fit is no outage: startup stops with its own message.
   if (err instanceof SchemaError) throw err
   const cause = describePgError(err)
-  const waiting = pool.waitingCount > 0 ? `; ${pool.waitingCount} lookups waiting for a connection` : ''
-  return new AppError('STORE_UNAVAILABLE', `the device database did not answer (${cause.message})${waiting}; retry shortly`, { cause })
+  return new AppError('STORE_UNAVAILABLE', `the device database did not answer (${cause.message}); retry shortly`, { cause })
 }
 
 /**
