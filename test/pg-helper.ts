@@ -19,7 +19,7 @@ export interface Postgres {
   sql: (url: string, text: string, values?: unknown[]) => Promise<pg.QueryResult>
   /** A fast shutdown (running queries are cancelled, clients disconnected); resolves once it is down. */
   stop: () => Promise<void>
-  /** Starts it again on the same port and data. */
+  /** Starts it again on the same port and data (nothing to do while it runs). */
   start: () => Promise<void>
 }
 
@@ -87,6 +87,7 @@ export async function startPostgres (t: Teardown): Promise<Postgres> {
   if (init.status !== 0) throw new Error(`PostgreSQL cannot start: initdb failed:\n${init.stdout}${init.stderr}${init.error?.message ?? ''}`)
 
   const start = async (): Promise<void> => {
+    if (server !== undefined && server.exitCode === null && server.signalCode === null) return
     const child = spawn(join(bin, 'postgres'), ['-D', data, '-p', String(port), '-k', root, '-c', 'listen_addresses=127.0.0.1',
       '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=200'], { stdio: ['ignore', 'pipe', 'pipe'], ...user })
     server = child
