@@ -3,6 +3,9 @@
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
 import type { Io } from './io.js'
+import { exportCommand } from './export.js'
+import { importCommand } from './import.js'
+import { migrateCommand } from './migrate.js'
 import { signBatchCommand } from './sign-batch.js'
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -29,7 +32,10 @@ const program = new Command('enos-mqtt-signer')
 
 // One line per sub-command; each file exports a function that builds its Command around `io`.
 for (const command of [
-  signBatchCommand(io)
+  signBatchCommand(io),
+  migrateCommand(io),
+  importCommand(io),
+  exportCommand(io)
 ]) program.addCommand(command.copyInheritedSettings(program))
 
 try {
