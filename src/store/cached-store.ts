@@ -62,7 +62,8 @@ export function createCachedStore (inner: DeviceStore, options: CacheOptions): D
   /** Counts what answered a lookup. */
   const count = (found: Entry | undefined, status: LRUCache.Status<string, Entry, DeviceKeys>): void => {
     if (found?.stale === true) counts.staleHits++
-    else if (status.fetch === 'hit') counts.hits++
+    // A lookup that joined a query already running for its device asked nothing of the store either.
+    else if (status.fetch === 'hit' || status.fetch === 'inflight') counts.hits++
     else counts.misses++
   }
 

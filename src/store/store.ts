@@ -18,7 +18,9 @@ export interface DeviceKeys {
 export interface CacheStats {
   size: number
   maxEntries: number
+  /** Lookups answered from the cache, or by joining a query already running for the same device. */
   hits: number
+  /** Lookups that queried the store. */
   misses: number
   /** hits / (hits + misses), 0 before the first lookup. */
   hitRate: number

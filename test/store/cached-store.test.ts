@@ -64,6 +64,7 @@ t.test('concurrent misses for one device become one lookup', async (t) => {
   open()
   t.same(await Promise.all(answers), Array.from({ length: 20 }, () => A))
   t.equal(state.calls, 1)
+  t.match((await cached.checkHealth()).cache, { hits: 19, misses: 1 }, 'the lookups that joined the one query count as hits')
 })
 
 t.test('an unknown device is remembered for CACHE_NEGATIVE_TTL_MS, or not at all with 0', async (t) => {
