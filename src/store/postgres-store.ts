@@ -118,13 +118,9 @@ async function bounded<T> (timeoutMs: number, work: () => Promise<T>): Promise<T
   const running = work()
   // Once the deadline has passed, the late outcome of the work is nobody's business.
   running.catch(() => {})
-  try {
-    return await Promise.race([running, deadline])
-  } catch (err) {
-    throw storeUnavailable(err)
-  } finally {
-    clearTimeout(timer)
-  }
+  return Promise.race([running, deadline])
+    .catch((err: unknown) => { throw storeUnavailable(err) })
+    .finally(() => clearTimeout(timer))
 }
 
 /** The outage as the client sees it: what happened in a few words, the pg error (secrets removed) as the logged cause. */
