@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
 import { rename, rm } from 'node:fs/promises'
 import { once } from 'node:events'
+import { finished } from 'node:stream/promises'
 import { Command, Option } from 'commander'
 import type pg from 'pg'
 import { formatOf, type DeviceFileFormat } from '../store/device-file.js'
@@ -55,8 +56,12 @@ export async function runExport (options: ExportOptions, io: Io): Promise<number
 async function exportSnapshot (client: pg.PoolClient, format: DeviceFileFormat, temporary: string, options: ExportOptions, io: Io): Promise<number> {
   // Secrets are written only to a file that only its owner can read.
   const file = createWriteStream(temporary, { mode: options.withSecrets ? 0o600 : 0o644 })
+  // Settles when the file is written and closed, or rejects with its error (a directory that does not
+  // exist, a full disk): a write waiting for room fails with it too.
+  const done = finished(file)
+  done.catch(() => {})
   const write = async (text: string): Promise<void> => {
-    if (!file.write(text)) await once(file, 'drain')
+    if (!file.write(text)) await Promise.race([once(file, 'drain'), done])
   }
   let count = 0
   try {
@@ -77,12 +82,13 @@ async function exportSnapshot (client: pg.PoolClient, format: DeviceFileFormat, 
     await write(format === 'csv' ? '' : '\n]}\n')
     await client.query('COMMIT')
     file.end()
-    await once(file, 'close')
+    await done
     await rename(temporary, options.out)
     io.stdout.write(`exported ${count} devices to ${options.out}${options.withSecrets ? ' with their secrets' : ' (without secrets)'}\n`)
     return 0
   } catch (err) {
     file.destroy()
+    await done.catch(() => {})
     await rm(temporary, { force: true })
     return reportFailure(io, 'export', err)
   }

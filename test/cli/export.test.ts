@@ -73,6 +73,14 @@ t.test('a database it cannot use: exit 1, no file, no temporary file, no passwor
   t.notOk(existsSync(join(dir, 'x.csv')))
 })
 
+t.test('a file it cannot write: exit 1 with the file error, nothing left behind', async (t) => {
+  const dir = t.testdir()
+  const { io, stderr } = captureIo()
+  t.equal(await runExport({ out: join(dir, 'missing', 'x.json'), databaseUrl: url, withSecrets: true }, io), 1)
+  t.match(stderr(), /^enos-mqtt-signer export: ENOENT: no such file or directory, open '.*missing\/x\.json\.[0-9a-f]+\.tmp'\n$/)
+  t.same(readdirSync(dir), [])
+})
+
 t.test('a large table is written as fast as the file takes it, every device once', async (t) => {
   const dir = t.testdir({ 'bulk.csv': 'productKey,deviceKey,deviceSecret\n' + Array.from({ length: 3000 }, (_, i) => `Bulk,dev-${i},secret-${i}\n`).join('') })
   const bulk = await postgres.createDatabase()
