@@ -36,6 +36,9 @@ export const STALE_RECHECK_MS = 1000
 export function createCachedStore (inner: DeviceStore, options: CacheOptions): DeviceStore {
   const { ttlMs, negativeTtlMs, staleMs } = options
   const counts = { hits: 0, misses: 0, staleHits: 0, failures: 0 }
+  // Entries filled together (a restart, a warm-up) would all expire together and come back as one burst
+  // of queries: each lives a random 90-100% of the TTL instead, which never serves one past the TTL.
+  const ttlOf = (): number => Math.max(1, Math.round(ttlMs * (1 - Math.random() * 0.1)))
   const entry = (device: Device | undefined): Entry => ({ device, usableUntil: Date.now() + (device === undefined ? negativeTtlMs : ttlMs) + staleMs, stale: false })
 
   const cache = new LRUCache<string, Entry, DeviceKeys>({
@@ -46,7 +49,10 @@ export function createCachedStore (inner: DeviceStore, options: CacheOptions): D
     async fetchMethod (_id, previous, { options: set, context }) {
       try {
         const device = await inner.findDevice(context.productKey, context.deviceKey)
-        if (device !== undefined) return entry(device)
+        if (device !== undefined) {
+          set.ttl = ttlOf()
+          return entry(device)
+        }
         // lru-cache reads a ttl of 0 as "forever": an unknown device is then not cached at all.
         if (negativeTtlMs === 0) return undefined
         set.ttl = negativeTtlMs
@@ -113,7 +119,7 @@ export function createCachedStore (inner: DeviceStore, options: CacheOptions): D
         const id = deviceId(key.productKey, key.deviceKey)
         const device = answers[i]
         fresh.set(id, device)
-        if (device !== undefined) cache.set(id, entry(device))
+        if (device !== undefined) cache.set(id, entry(device), { ttl: ttlOf() })
         else if (negativeTtlMs > 0) cache.set(id, entry(undefined), { ttl: negativeTtlMs })
       })
       keys.forEach((key, i) => {

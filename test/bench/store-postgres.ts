@@ -156,7 +156,8 @@ async function main (): Promise<void> {
   const bodies = Array.from({ length: DEVICES }, (_, i) => JSON.stringify({ productKey: `Prod${i % 1000}`, deviceKey: `sign-${i}` })).sort(() => Math.random() - 0.5)
   const targets = [
     await startService('file store', { STORE_FILE: csv, STORE_WATCH: 'false' }),
-    await startService('postgres, warm cache', { STORE: 'postgres', DATABASE_URL: signDb }),
+    // A TTL longer than the run: every request a hit, the steady state between two refreshes of a device.
+    await startService('postgres, warm cache', { STORE: 'postgres', DATABASE_URL: signDb, CACHE_TTL_MS: '3600000' }),
     await startService('postgres, no cache', { STORE: 'postgres', DATABASE_URL: signDb, CACHE_MAX_ENTRIES: '0' })
   ]
   for (const target of targets) {
