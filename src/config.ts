@@ -6,6 +6,8 @@ import { MTLS_IDENTITIES, type MtlsIdentity } from './auth/certificate.js'
 import { DEFAULT_SIGN_METHOD, SIGN_METHOD_NAMES, normalizeSignMethod, type SignMethod } from './core/sign-method.js'
 
 const AUTH_MODES = ['token', 'mtls', 'none'] as const
+const STORES = ['file', 'postgres'] as const
+export type StoreKind = (typeof STORES)[number]
 export type AuthMode = (typeof AUTH_MODES)[number]
 
 /** The bundled example store, used when STORE_FILE is not set (resolved from src/ or dist/ alike). */
@@ -58,6 +60,24 @@ export const envSchema = z.object({
   HOST: z.string().trim().refine((value) => isIP(value) !== 0 || HOST_NAME.test(value), 'must be an IP address or a host name (no port, no scheme)')
     .default('127.0.0.1')
     .describe('Address to bind. The Docker image sets 0.0.0.0.'),
+  STORE: z.enum(STORES, { error: `must be ${STORES.join(' or ')}` }).default('file')
+    .describe('Where devices are kept: file (STORE_FILE, in memory) or postgres (DATABASE_URL, with a cache in front).'),
+  DATABASE_URL: z.string().trim().regex(/^postgres(ql)?:\/\/\S*$/, 'must be a postgres:// or postgresql:// URL').optional()
+    .describe('PostgreSQL of STORE=postgres, e.g. postgres://signer:pw@db:5432/devices?sslmode=require. Unset: the standard PG* variables (PGHOST, PGUSER, PGPASSWORD, ...).'),
+  DATABASE_POOL_MAX: whole('must be a whole number from 1 to 1000', 1, 1000, 10)
+    .describe('Most connections to PostgreSQL per replica; replicas × this must stay below the server\'s max_connections.'),
+  STORE_MIGRATE: z.stringbool({ error: 'must be true or false' }).default(false)
+    .describe('Apply the database schema at startup (as enos-mqtt-signer migrate does); otherwise startup stops on an old or missing schema.'),
+  STORE_TIMEOUT_MS: millis(2000, 10)
+    .describe('Longest wait for PostgreSQL (a connection, a query); past it the request gets 503 STORE_UNAVAILABLE with Retry-After.'),
+  CACHE_MAX_ENTRIES: whole('must be a whole number from 0 to 10000000', 0, 10_000_000, 100_000)
+    .describe('Devices kept in the cache in front of PostgreSQL (least recently used go first). 0: no cache, every lookup is a query.'),
+  CACHE_TTL_MS: millis(60_000)
+    .describe('How long a cached device is used before it is read again: a rotated secret or a disabled device takes effect within this time.'),
+  CACHE_NEGATIVE_TTL_MS: millis(5000, 0)
+    .describe('How long an unknown device is remembered as unknown, so a device in a boot loop cannot hammer the database.'),
+  CACHE_STALE_MS: millis(3_600_000, 0)
+    .describe('While PostgreSQL is down or slow, cached devices keep signing for up to this long past CACHE_TTL_MS.'),
   STORE_FILE: optionalText
     .describe('Device store: a .json or .csv file of productKey, deviceKey, deviceSecret[, enabled]. Default: the bundled examples/devices.json.'),
   STORE_WATCH: z.stringbool({ error: 'must be true or false' }).default(true)
@@ -125,6 +145,11 @@ export const envSchema = z.object({
 export interface Config {
   port: number
   host: string
+  store: StoreKind
+  /** STORE=postgres: where the database is (undefined: pg's PG* variables) and how it is used. */
+  database: { url: string | undefined, poolMax: number, migrate: boolean, timeoutMs: number }
+  /** The cache in front of a remote store; maxEntries 0 turns it off. */
+  cache: { maxEntries: number, ttlMs: number, negativeTtlMs: number, staleMs: number }
   storeFile: string
   isExampleStore: boolean
   storeWatch: boolean
@@ -158,7 +183,7 @@ const MQTT_DETAILS = ['MQTT_PORT', 'MQTT_TLS', 'MQTT_WEBSOCKET_URL'] as const
  */
 function accessProblems (env: Readonly<Record<string, string | undefined>>): string[] {
   const lines: string[] = []
-  const mode = env.AUTH_MODE ?? (env.STORE_FILE === undefined ? 'none' : 'token')
+  const mode = env.AUTH_MODE ?? (isExample(env) ? 'none' : 'token')
   if (mode === 'token' && env.AUTH_TOKENS_FILE === undefined) {
     lines.push(`  AUTH_TOKENS_FILE: is required with AUTH_MODE=token${env.AUTH_MODE === undefined ? ' (the default with a real store)' : ''}: ` +
       'create a token file (enos-mqtt-signer token create), or set AUTH_MODE=none to run the API open on purpose')
@@ -175,6 +200,22 @@ function accessProblems (env: Readonly<Record<string, string | undefined>>): str
     lines.push('  TLS_CLIENT_CA_FILE: has no effect without TLS_CERT_FILE and TLS_KEY_FILE')
   }
   return lines
+}
+
+/** The bundled example store is served: no STORE_FILE and no database. */
+function isExample (env: Readonly<Record<string, string | undefined>>): boolean {
+  return env.STORE_FILE === undefined && env.STORE !== 'postgres'
+}
+
+const DATABASE_ONLY = ['DATABASE_URL', 'DATABASE_POOL_MAX', 'STORE_MIGRATE', 'STORE_TIMEOUT_MS', 'CACHE_MAX_ENTRIES', 'CACHE_TTL_MS', 'CACHE_NEGATIVE_TTL_MS', 'CACHE_STALE_MS'] as const
+// STORE_WATCH, STORE_SETTLE_MS and STORE_POLL_MS also rule how AUTH_TOKENS_FILE is watched.
+const FILE_ONLY = ['STORE_FILE', 'STORE_MAX_SHRINK_PERCENT'] as const
+
+/** Settings of the store not in use would be silently ignored: say so instead. */
+function storeProblems (env: Readonly<Record<string, string | undefined>>): string[] {
+  const postgres = env.STORE === 'postgres'
+  const unused = postgres ? FILE_ONLY : DATABASE_ONLY
+  return unused.filter((name) => env[name] !== undefined).map((name) => `  ${name}: has no effect with STORE=${postgres ? 'postgres' : 'file'}`)
 }
 
 /** Thrown by {@link loadConfig}; the message names every bad variable, one per line, never a value. */
@@ -195,14 +236,17 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
     // Broker settings without a broker would be silently ignored: say so instead.
     for (const name of MQTT_DETAILS) if (present[name] !== undefined) lines.push(`  ${name}: has no effect without MQTT_HOST`)
   }
-  lines.push(...accessProblems(present))
+  lines.push(...storeProblems(present), ...accessProblems(present))
   if (!result.success || lines.length > 0) throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`)
   const e = result.data
-  const isExampleStore = e.STORE_FILE === undefined
+  const isExampleStore = e.STORE_FILE === undefined && e.STORE !== 'postgres'
   const authMode: AuthMode = e.AUTH_MODE ?? (isExampleStore ? 'none' : 'token')
   return Object.freeze({
     port: e.PORT,
     host: e.HOST,
+    store: e.STORE,
+    database: Object.freeze({ url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX, migrate: e.STORE_MIGRATE, timeoutMs: e.STORE_TIMEOUT_MS }),
+    cache: Object.freeze({ maxEntries: e.CACHE_MAX_ENTRIES, ttlMs: e.CACHE_TTL_MS, negativeTtlMs: e.CACHE_NEGATIVE_TTL_MS, staleMs: e.CACHE_STALE_MS }),
     storeFile: e.STORE_FILE ?? EXAMPLE_STORE_FILE,
     isExampleStore,
     storeWatch: e.STORE_WATCH,

@@ -5,7 +5,9 @@ import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
 import { TokenFileError } from './auth/tokens.js'
+import { isAppError } from './errors.js'
 import { DeviceFileError } from './store/device-file.js'
+import { SchemaError } from './store/migrations.js'
 import { TlsFileError } from './tls.js'
 
 /** Extra time after SHUTDOWN_TIMEOUT_MS before close-with-grace gives up and exits 1. */
@@ -61,6 +63,9 @@ export function failStartup (err: unknown): never {
   const code = (err as NodeJS.ErrnoException).code
   if (err instanceof ConfigError || err instanceof DeviceFileError || err instanceof TokenFileError || err instanceof TlsFileError) {
     process.stderr.write(`enos-mqtt-signer: ${err.message}\n`)
+  } else if (err instanceof SchemaError || (isAppError(err) && err.code === 'STORE_UNAVAILABLE')) {
+    // The database: its schema does not fit, or it cannot be reached (the message has no secret).
+    process.stderr.write(`enos-mqtt-signer: STORE=postgres: ${err.message}\n`)
   } else if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
     process.stderr.write(`enos-mqtt-signer: cannot listen (${code}); check HOST and PORT\n`)
   } else {

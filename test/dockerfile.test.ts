@@ -94,3 +94,35 @@ t.test('examples/docker-compose.yml builds the repository Dockerfile and runs it
   const shutdownMs = envSchema.shape.SHUTDOWN_TIMEOUT_MS.parse(undefined)
   t.ok(Number.parseInt(service.stop_grace_period, 10) * 1000 > shutdownMs, `stop_grace_period ${service.stop_grace_period} > ${shutdownMs} ms`)
 })
+
+t.test('examples/docker-compose.postgres.yml: PostgreSQL, a one-shot migrate + import of the example devices, then the service on STORE=postgres', async (t) => {
+  const compose = z.object({
+    services: z.strictObject({
+      db: z.looseObject({ image: z.string(), environment: z.record(z.string(), z.string()), healthcheck: z.looseObject({ test: z.array(z.string()) }) }),
+      setup: z.looseObject({
+        build: z.object({ context: z.string(), dockerfile: z.string() }),
+        image: z.string(),
+        environment: z.record(z.string(), z.string()),
+        command: z.array(z.string()),
+        depends_on: z.object({ db: z.object({ condition: z.literal('service_healthy') }) })
+      }),
+      signer: z.looseObject({
+        image: z.string(),
+        ports: z.array(z.string()),
+        environment: z.record(z.string(), z.string()),
+        depends_on: z.object({ setup: z.object({ condition: z.literal('service_completed_successfully') }) }),
+        read_only: z.literal(true),
+        stop_grace_period: z.string()
+      })
+    })
+  }).parse(parseYaml(await readFile(new URL('../examples/docker-compose.postgres.yml', import.meta.url), 'utf8'))).services
+  const { db, setup, signer } = compose
+  t.equal(new URL(setup.build.dockerfile, new URL(`${setup.build.context}/`, new URL('../examples/', import.meta.url))).href, new URL('../Dockerfile', import.meta.url).href)
+  t.equal(signer.image, setup.image, 'the service runs the image the setup built')
+  const url = new URL(signer.environment.DATABASE_URL ?? '')
+  t.same([url.hostname, url.username, url.password, url.pathname], ['db', db.environment.POSTGRES_USER, db.environment.POSTGRES_PASSWORD, `/${db.environment.POSTGRES_DB}`], 'the URL names the db service and its credentials')
+  t.equal(setup.environment.DATABASE_URL, signer.environment.DATABASE_URL)
+  t.match(setup.command.join(' '), /node dist\/cli\/main\.js migrate && node dist\/cli\/main\.js import --in examples\/devices\.json/)
+  t.match(loadConfig(signer.environment), { store: 'postgres', database: { poolMax: 10 } }, 'the service environment is a valid configuration')
+  t.ok(signer.ports.includes('8080:8080'))
+})

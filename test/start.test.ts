@@ -2,7 +2,9 @@
 import t, { type Test } from 'tap'
 import { ConfigError } from '../src/config.js'
 import { checkHost, failStartup } from '../src/start.js'
+import { AppError } from '../src/errors.js'
 import { DeviceFileError } from '../src/store/device-file.js'
+import { SchemaError } from '../src/store/migrations.js'
 
 /** Runs failStartup with process.exit and stderr captured (the real ones are restored after). */
 function report (t: Test, err: unknown): { code: number | undefined, output: string } {
@@ -24,6 +26,14 @@ function report (t: Test, err: unknown): { code: number | undefined, output: str
 t.test('a configuration or store file error is its own message, on one line each, exit 1', async (t) => {
   t.same(report(t, new ConfigError('Invalid configuration:\n  PORT: bad')), { code: 1, output: 'enos-mqtt-signer: Invalid configuration:\n  PORT: bad\n' })
   t.same(report(t, new DeviceFileError(['/d.csv: line 2: bad'])), { code: 1, output: 'enos-mqtt-signer: /d.csv: line 2: bad\n' })
+})
+
+t.test('a database that cannot be used (schema, outage) is its own message, naming STORE=postgres', async (t) => {
+  t.same(report(t, new SchemaError('the database schema is at version 0 (0: never migrated), this release needs 1: run `enos-mqtt-signer migrate`')),
+    { code: 1, output: 'enos-mqtt-signer: STORE=postgres: the database schema is at version 0 (0: never migrated), this release needs 1: run `enos-mqtt-signer migrate`\n' })
+  t.same(report(t, new AppError('STORE_UNAVAILABLE', 'the device database did not answer (connect ECONNREFUSED 127.0.0.1:5432); retry shortly')),
+    { code: 1, output: 'enos-mqtt-signer: STORE=postgres: the device database did not answer (connect ECONNREFUSED 127.0.0.1:5432); retry shortly\n' })
+  t.match(report(t, new AppError('INTERNAL', 'x')).output, /failed to start: AppError: x/, 'another AppError is a bug')
 })
 
 t.test('a listen error names HOST and PORT', async (t) => {

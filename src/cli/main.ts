@@ -3,6 +3,9 @@
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
 import type { Io } from './io.js'
+import { exportCommand } from './export.js'
+import { importCommand } from './import.js'
+import { migrateCommand } from './migrate.js'
 import { signBatchCommand } from './sign-batch.js'
 import { tokenCommand } from './token.js'
 
@@ -38,7 +41,10 @@ const program = new Command('enos-mqtt-signer')
 // One line per sub-command; each file exports a function that builds its Command around `io`.
 for (const command of [
   signBatchCommand(io),
-  tokenCommand(io)
+  tokenCommand(io),
+  migrateCommand(io),
+  importCommand(io),
+  exportCommand(io)
 ]) program.addCommand(inherit(command, program))
 
 try {

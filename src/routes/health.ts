@@ -15,7 +15,22 @@ const storeHealthSchema = z.object({
   lastReloadError: z.object({ message: z.string(), at: z.string() }).optional()
     .describe('The last reload that failed; the data loaded at loadedAt is still served.'),
   heldReload: z.object({ message: z.string(), devices: z.number().int(), removed: z.number().int(), at: z.string() }).optional()
-    .describe('A changed file not applied by itself because it would remove too many devices (STORE_MAX_SHRINK_PERCENT); SIGHUP applies it.')
+    .describe('A changed file not applied by itself because it would remove too many devices (STORE_MAX_SHRINK_PERCENT); SIGHUP applies it.'),
+  database: z.object({
+    reachable: z.boolean(),
+    schemaVersion: z.number().int().optional(),
+    pool: z.object({ total: z.number().int(), idle: z.number().int(), waiting: z.number().int() })
+      .describe("This replica's connections: open, idle, and lookups waiting for one (DATABASE_POOL_MAX).")
+  }).optional().describe('STORE=postgres: whether PostgreSQL answered now, and its schema version.'),
+  cache: z.object({
+    size: z.number().int(),
+    maxEntries: z.number().int(),
+    hits: z.number().int(),
+    misses: z.number().int(),
+    hitRate: z.number(),
+    staleHits: z.number().int().describe('Lookups answered past their TTL because PostgreSQL could not answer.'),
+    failures: z.number().int().describe('Lookups that got 503 STORE_UNAVAILABLE: PostgreSQL could not answer and nothing usable was cached.')
+  }).optional().describe('STORE=postgres: the cache in front of PostgreSQL, counted since start.')
 }).meta({ id: 'StoreHealth' })
 
 const reloadErrorSchema = z.object({ message: z.string(), at: z.string() })

@@ -178,34 +178,54 @@ function * readJson (devices: unknown[], problems: Problems): Generator<Found> {
 function * readCsv (text: string, problems: Problems): Generator<Found> {
   const lines = text.split(/\r?\n/)
   // split() always returns at least one element, so lines[0] exists.
-  const header = splitCsvLine(lines[0] as string)?.map((name) => name.trim()) ?? []
-  const columns = header.join(',')
-  if (columns !== CSV_HEADERS[0] && columns !== CSV_HEADERS[1]) {
-    problems.push(`line 1: the header must be ${CSV_HEADERS.join(' or ')}`)
+  const columns = readCsvHeader(lines[0] as string)
+  if (columns === undefined) {
+    problems.push(`line 1: ${CSV_HEADER_RULE}`)
     return
   }
   // A file read while it is being written ends in a line cut short, whose secret may still look valid.
   if (!text.endsWith('\n')) problems.push(`line ${lines.length}: the file does not end with a newline, so its last line may have been cut short while being written; end the file with a newline`)
-  const hasEnabled = columns === CSV_HEADERS[1]
   for (let i = 1; i < lines.length; i++) {
-    const line = lines[i] as string
-    if (line.trim() === '') continue
-    const fields = splitCsvLine(line)
-    if (fields === undefined || fields.length !== header.length) {
-      problems.push(`line ${i + 1}: expected ${header.length} comma-separated fields`)
-      continue
-    }
-    const [productKey = '', deviceKey = '', deviceSecret = '', enabledText = ''] = fields
-    const enabled = CSV_BOOLEANS.get(enabledText.trim().toLowerCase())
-    const found: string[] = []
-    checkKey('productKey', productKey, found)
-    checkKey('deviceKey', deviceKey, found)
-    if (!isValidSecret(deviceSecret)) found.push(`deviceSecret must be ${SECRET_RULE}`)
-    else if (deviceSecret.trim() !== deviceSecret) found.push(CSV_SECRET_SPACES)
-    if (hasEnabled && enabled === undefined) found.push('enabled must be true, false, yes, no, 1, 0 or empty')
-    if (found.length === 0) yield [i + 1, { productKey, deviceKey, deviceSecret, enabled: enabled !== false }]
-    for (const problem of found) problems.push(`line ${i + 1}: ${problem}`)
+    const device = readCsvLine(lines[i] as string, columns, i + 1, problems)
+    if (device !== undefined) yield [i + 1, device]
   }
+}
+
+/**
+ * Reads the header line of a device CSV file.
+ * @returns the number of columns (3, or 4 with enabled), or undefined when it is not a valid header.
+ */
+export function readCsvHeader (line: string): number | undefined {
+  const columns = (splitCsvLine(line)?.map((name) => name.trim()) ?? []).join(',')
+  if (columns === CSV_HEADERS[0]) return 3
+  if (columns === CSV_HEADERS[1]) return 4
+  return undefined
+}
+
+/** What a bad CSV header is told. */
+export const CSV_HEADER_RULE = `the header must be ${CSV_HEADERS.join(' or ')}`
+
+/**
+ * Reads one data line of a device CSV file by the rules of the file store (a blank line is skipped).
+ * @returns the device, or undefined after pushing `line N: ...` problems (or for a blank line).
+ */
+export function readCsvLine (line: string, columns: number, lineNumber: number, problems: Array<string | Duplicate>): Device | undefined {
+  if (line.trim() === '') return undefined
+  const fields = splitCsvLine(line)
+  if (fields === undefined || fields.length !== columns) {
+    problems.push(`line ${lineNumber}: expected ${columns} comma-separated fields`)
+    return undefined
+  }
+  const [productKey = '', deviceKey = '', deviceSecret = '', enabledText = ''] = fields
+  const enabled = CSV_BOOLEANS.get(enabledText.trim().toLowerCase())
+  const found: string[] = []
+  checkKey('productKey', productKey, found)
+  checkKey('deviceKey', deviceKey, found)
+  if (!isValidSecret(deviceSecret)) found.push(`deviceSecret must be ${SECRET_RULE}`)
+  else if (deviceSecret.trim() !== deviceSecret) found.push(CSV_SECRET_SPACES)
+  if (columns === 4 && enabled === undefined) found.push('enabled must be true, false, yes, no, 1, 0 or empty')
+  for (const problem of found) problems.push(`line ${lineNumber}: ${problem}`)
+  return found.length === 0 ? { productKey, deviceKey, deviceSecret, enabled: enabled !== false } : undefined
 }
 
 /**

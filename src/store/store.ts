@@ -14,6 +14,22 @@ export interface DeviceKeys {
   deviceKey: string
 }
 
+/** Counters of a cache in front of a remote store: plain numbers for /readyz and metrics. */
+export interface CacheStats {
+  size: number
+  maxEntries: number
+  /** Lookups answered from the cache, or by joining a query already running for the same device. */
+  hits: number
+  /** Lookups that queried the store. */
+  misses: number
+  /** hits / (hits + misses), 0 before the first lookup. */
+  hitRate: number
+  /** Lookups answered from an entry past its TTL because the store could not answer. */
+  staleHits: number
+  /** Lookups that failed because the store could not answer and no usable entry was cached. */
+  failures: number
+}
+
 /** What /readyz reports about a store. Never contains a secret. */
 export interface StoreHealth {
   /** True when lookups can be answered now. */
@@ -27,6 +43,10 @@ export interface StoreHealth {
   loadedAt?: string
   /** The last reload that failed after the data now served was loaded (the old data stays in use). */
   lastReloadError?: { message: string, at: string }
+  /** A database behind the store: whether it answered, its schema version, the connections of this replica's pool. */
+  database?: { reachable: boolean, schemaVersion?: number, pool: { total: number, idle: number, waiting: number } }
+  /** The cache in front of a remote store: entries held, and lookups answered from it (hits) or by the store (misses) since start. */
+  cache?: CacheStats
   /** A new version that was not applied by itself because it would remove too many devices (the old data stays in use). */
   heldReload?: { message: string, devices: number, removed: number, at: string }
 }

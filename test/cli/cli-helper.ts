@@ -4,6 +4,7 @@ import { once } from 'node:events'
 import { readdirSync, readFileSync } from 'node:fs'
 import { createServer as createHttpServer } from 'node:http'
 import { createServer } from 'node:net'
+import { Readable, Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 import { buildTestApp, type Teardown } from '../helper.js'
@@ -156,4 +157,14 @@ export async function listenFakeBatch (t: Teardown, plan: (request: number) => F
     server.close()
   })
   return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, requests }
+}
+
+/** An Io for running a sub-command in this process: what it writes is kept; `abort` sends it a signal. */
+export function captureIo (): { io: import('../../src/cli/io.js').Io, stdout: () => string, stderr: () => string, abort: (name: string) => void } {
+  const out: string[] = []
+  const err: string[] = []
+  const controller = new AbortController()
+  const sink = (chunks: string[]) => new Writable({ write (chunk: Buffer, _encoding, done) { chunks.push(chunk.toString()); done() } })
+  const io = { stdin: Readable.from([]), stdout: sink(out), stderr: sink(err), signal: controller.signal }
+  return { io, stdout: () => out.join(''), stderr: () => err.join(''), abort: (name) => controller.abort(name) }
 }

@@ -6,6 +6,9 @@ t.test('an empty environment gives the documented defaults on the bundled exampl
   t.same(config, {
     port: 8080,
     host: '127.0.0.1',
+    store: 'file',
+    database: { url: undefined, poolMax: 10, migrate: false, timeoutMs: 2000 },
+    cache: { maxEntries: 100000, ttlMs: 60000, negativeTtlMs: 5000, staleMs: 3600000 },
     storeFile: EXAMPLE_STORE_FILE,
     isExampleStore: true,
     storeWatch: true,
@@ -218,4 +221,55 @@ t.test('POST /verify settings: age and cache in ms (0 turns each off), VERIFY_NO
     '  VERIFY_NOT_OURS: must be ignore or deny',
     '  VERIFY_UNKNOWN_CACHE_MS: must be a whole number of milliseconds from 0 to 3600000'
   ].join('\n'))
+})
+
+t.test('STORE=postgres reads the database and cache settings; the file store is not the example then', async (t) => {
+  const config = loadConfig({
+    STORE: 'postgres',
+    DATABASE_URL: 'postgresql://signer:pw@db:5432/devices?sslmode=require',
+    DATABASE_POOL_MAX: '4',
+    STORE_MIGRATE: 'true',
+    STORE_TIMEOUT_MS: '500',
+    CACHE_MAX_ENTRIES: '0',
+    CACHE_TTL_MS: '1000',
+    CACHE_NEGATIVE_TTL_MS: '0',
+    CACHE_STALE_MS: '0',
+    AUTH_MODE: 'none'
+  })
+  t.match(config, {
+    store: 'postgres',
+    isExampleStore: false,
+    database: { url: 'postgresql://signer:pw@db:5432/devices?sslmode=require', poolMax: 4, migrate: true, timeoutMs: 500 },
+    cache: { maxEntries: 0, ttlMs: 1000, negativeTtlMs: 0, staleMs: 0 },
+    auth: { mode: 'none', exampleOpen: false }
+  })
+  t.equal(loadConfig({ STORE: 'postgres', AUTH_MODE: 'none' }).database.url, undefined, 'unset: the PG* variables')
+})
+
+t.test('STORE=postgres with AUTH_MODE unset is a real store: token mode, which needs a token file', async (t) => {
+  t.throws(() => loadConfig({ STORE: 'postgres' }), { message: /AUTH_TOKENS_FILE: is required with AUTH_MODE=token \(the default with a real store\)/ })
+  t.match(loadConfig({ STORE: 'postgres', AUTH_TOKENS_FILE: '/t.json' }).auth, { mode: 'token' })
+})
+
+t.test('bad database settings are named, without the URL and its password; settings of the store not in use are refused', async (t) => {
+  const err = t.throws(() => loadConfig({
+    STORE: 'redis',
+    DATABASE_URL: 'mysql://u:hunter2pw@db/x',
+    DATABASE_POOL_MAX: '0',
+    STORE_MIGRATE: 'maybe',
+    STORE_TIMEOUT_MS: '5',
+    CACHE_MAX_ENTRIES: '-1',
+    CACHE_TTL_MS: '0',
+    CACHE_NEGATIVE_TTL_MS: 'x',
+    CACHE_STALE_MS: '3600001'
+  })) as Error
+  for (const name of ['STORE: must be file or postgres', 'DATABASE_URL: must be a postgres:// or postgresql:// URL', 'DATABASE_POOL_MAX', 'STORE_MIGRATE: must be true or false',
+    'STORE_TIMEOUT_MS', 'CACHE_MAX_ENTRIES', 'CACHE_TTL_MS', 'CACHE_NEGATIVE_TTL_MS', 'CACHE_STALE_MS']) t.match(err.message, name)
+  t.notMatch(err.message, /hunter2pw/)
+  t.throws(() => loadConfig({ DATABASE_URL: 'postgres://db/x', CACHE_TTL_MS: '10' }), {
+    message: 'Invalid configuration:\n  DATABASE_URL: has no effect with STORE=file\n  CACHE_TTL_MS: has no effect with STORE=file'
+  })
+  t.throws(() => loadConfig({ STORE: 'postgres', AUTH_MODE: 'none', STORE_FILE: '/d.csv', STORE_MAX_SHRINK_PERCENT: '5' }), {
+    message: 'Invalid configuration:\n  STORE_FILE: has no effect with STORE=postgres\n  STORE_MAX_SHRINK_PERCENT: has no effect with STORE=postgres'
+  })
 })

@@ -1,0 +1,136 @@
+// The service on a real PostgreSQL that stops, hangs and changes under it: cached devices keep signing, the rest get 503, and it recovers by itself.
+import { setTimeout as sleep } from 'node:timers/promises'
+import pg from 'pg'
+import t from 'tap'
+import { buildApp } from '../../src/app.js'
+import { loadConfig } from '../../src/config.js'
+import { contractPassword, createLogSink, FIXED_NOW, type Teardown } from '../helper.js'
+import { createDeviceDatabase, startPostgres, type Postgres } from '../pg-helper.js'
+
+const DEVICES = [
+  { productKey: 'PgProd', deviceKey: 'cached-1', deviceSecret: 'pg-secret-cached-1', enabled: true },
+  { productKey: 'PgProd', deviceKey: 'uncached-2', deviceSecret: 'pg-secret-uncached-2', enabled: true },
+  { productKey: 'PgProd', deviceKey: 'rotated-3', deviceSecret: 'pg-secret-before-3', enabled: true },
+  { productKey: 'PgProd', deviceKey: 'disabled-4', deviceSecret: 'pg-secret-disabled-4', enabled: true }
+]
+const SECRETS = [...DEVICES.map((d) => d.deviceSecret), 'pg-secret-after-3', 'hunter2pw']
+
+const postgres = await startPostgres(t)
+
+/** The service with STORE=postgres on `url`, listening on a free port; the password in the URL is never checked (trust), only hidden. */
+async function startService (t: Teardown, url: string, env: Record<string, string> = {}) {
+  const sink = createLogSink()
+  const config = loadConfig({
+    LOG_LEVEL: 'info',
+    STORE: 'postgres',
+    DATABASE_URL: url.replace('postgres@', 'postgres:hunter2pw@'),
+    AUTH_MODE: 'none',
+    RATE_LIMIT_PER_CALLER: '0',
+    RATE_LIMIT_PER_DEVICE: '0',
+    ...env
+  })
+  const app = await buildApp(config, { logStream: sink.stream, clock: () => FIXED_NOW })
+  t.teardown(() => app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  const sign = async (deviceKey: string): Promise<Response> => fetch(`${base}/sign`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ productKey: 'PgProd', deviceKey })
+  })
+  const ready = async (): Promise<{ status: number, body: Record<string, unknown> }> => {
+    const res = await fetch(`${base}/readyz`)
+    return { status: res.status, body: await res.json() as Record<string, unknown> }
+  }
+  return { app, sink, sign, ready, base }
+}
+
+function expectedPassword (deviceKey: string, deviceSecret: string): string {
+  return contractPassword({ clientId: deviceKey, deviceKey, productKey: 'PgProd', timestamp: String(FIXED_NOW), deviceSecret, signMethod: 'hmacsha1' })
+}
+
+/** Polls until `check` is true, for at most `ms` (generous: a busy machine); fails the test otherwise. */
+async function until (t: Teardown & { fail: (m: string) => void }, what: string, check: () => Promise<boolean>, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (await check()) return
+    await sleep(50)
+  }
+  t.fail(`${what}: not within ${ms} ms`)
+}
+
+t.test('PostgreSQL stopped: cached devices still sign, others get 503 with Retry-After, /readyz says why; back by itself once PostgreSQL is', async (t) => {
+  const url = await createDeviceDatabase(postgres, DEVICES)
+  const { sign, ready, sink } = await startService(t, url, { CACHE_TTL_MS: '200', STORE_TIMEOUT_MS: '1000' })
+  t.equal((await sign('cached-1')).status, 200)
+  const before = await ready()
+  t.match(before, { status: 200, body: { status: 'ready', store: { ok: true, kind: 'postgres', devices: 4, database: { reachable: true, schemaVersion: 1, pool: { total: Number, idle: Number, waiting: 0 } }, cache: { size: 1, misses: 1 } } } })
+
+  await postgres.stop()
+  t.teardown(() => postgres.start())
+  await sleep(300)
+  const cached = await sign('cached-1')
+  t.equal(cached.status, 200, 'a cached device signs past its TTL while the database is down')
+  t.equal((await cached.json() as { mqttPassword: string }).mqttPassword, expectedPassword('cached-1', 'pg-secret-cached-1'))
+  const uncached = await sign('uncached-2')
+  t.equal(uncached.status, 503)
+  t.equal(uncached.headers.get('retry-after'), '5')
+  t.match(await uncached.json(), { code: 'STORE_UNAVAILABLE', message: /the device database did not answer/ })
+  const down = await ready()
+  t.match(down, { status: 503, body: { status: 'unavailable', store: { ok: false, detail: /did not answer .*the 1 cached devices keep signing/, database: { reachable: false }, cache: { size: 1, staleHits: 1, failures: 1 } } } })
+
+  await postgres.start()
+  await until(t, '/readyz ready again', async () => (await ready()).status === 200)
+  t.equal((await sign('uncached-2')).status, 200, 'a device never cached signs again, with no restart')
+
+  const raw = sink.raw()
+  for (const secret of SECRETS) t.notOk(raw.includes(secret), `${secret} is not in the log`)
+  t.ok(sink.lines().some((line) => line.outcome === 'STORE_UNAVAILABLE'), 'the failed request is logged')
+})
+
+t.test('a slow database (a lock held by the test): uncached lookups fail within STORE_TIMEOUT_MS, cached ones sign', async (t) => {
+  const url = await createDeviceDatabase(postgres, DEVICES)
+  const { sign, ready } = await startService(t, url, { STORE_TIMEOUT_MS: '300' })
+  t.equal((await sign('cached-1')).status, 200)
+  const locker = new pg.Client({ connectionString: url })
+  await locker.connect()
+  t.teardown(() => locker.end())
+  await locker.query('BEGIN')
+  await locker.query('LOCK TABLE devices IN ACCESS EXCLUSIVE MODE')
+  // Answered while the lock is still held: the wait was cut at STORE_TIMEOUT_MS.
+  const slow = await sign('uncached-2')
+  t.equal(slow.status, 503)
+  t.equal(slow.headers.get('retry-after'), '5')
+  t.match(await slow.json(), { code: 'STORE_UNAVAILABLE', message: /STORE_TIMEOUT_MS|statement timeout/ })
+  t.equal((await sign('cached-1')).status, 200, 'a cached device is not held up')
+  t.match(await ready(), { status: 503, body: { store: { ok: false, database: { reachable: false } } } })
+  await locker.query('ROLLBACK')
+  t.equal((await sign('uncached-2')).status, 200)
+})
+
+t.test('a secret rotated and a device disabled in the table take effect within CACHE_TTL_MS', async (t) => {
+  const url = await createDeviceDatabase(postgres, DEVICES)
+  const { sign } = await startService(t, url, { CACHE_TTL_MS: '300' })
+  t.equal((await sign('rotated-3')).status, 200)
+  t.equal((await sign('disabled-4')).status, 200)
+  await postgres.sql(url, "UPDATE devices SET device_secret = 'pg-secret-after-3' WHERE device_key = 'rotated-3'")
+  await postgres.sql(url, "UPDATE devices SET enabled = false WHERE device_key = 'disabled-4'")
+  const after = expectedPassword('rotated-3', 'pg-secret-after-3')
+  await until(t, 'the rotated secret', async () => ((await (await sign('rotated-3')).json()) as { mqttPassword: string }).mqttPassword === after)
+  await until(t, 'the device disabled', async () => (await sign('disabled-4')).status === 403)
+  t.match(await (await sign('disabled-4')).json(), { code: 'DEVICE_DISABLED' })
+})
+
+t.test('POST /sign/batch on PostgreSQL signs with the secrets of the table', async (t) => {
+  const url = await createDeviceDatabase(postgres, DEVICES)
+  const { base } = await startService(t, url)
+  const res = await fetch(`${base}/sign/batch`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ devices: [{ productKey: 'PgProd', deviceKey: 'cached-1' }, { productKey: 'PgProd', deviceKey: 'nobody' }] })
+  })
+  t.equal(res.status, 200)
+  t.match(await res.json(), { results: [{ ok: true, mqttPassword: expectedPassword('cached-1', 'pg-secret-cached-1') }, { ok: false, error: { code: 'DEVICE_NOT_FOUND' } }] })
+})
+
+export type { Postgres }
