@@ -2,12 +2,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { chownSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import { migrate } from '../src/store/migrations.js'
 import type { Teardown } from './helper.js'
+import { freePort } from './free-port.js'
 
 export interface Postgres {
   port: number
@@ -33,14 +33,6 @@ function binDir (): string {
   const major = majors[0]
   if (major === undefined) throw new Error(`PostgreSQL is not installed (no ${root}/<version>/bin): apt-get install postgresql (.ci/run does)`)
   return join(root, major, 'bin')
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 /** initdb and postgres refuse to run as root: as root, they run as the postgres user. */

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto'
 import { createWriteStream, mkdtempSync, rmSync, statSync } from 'node:fs'
 import { once } from 'node:events'
 import { createRequire } from 'node:module'
-import { connect, createServer } from 'node:net'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -22,6 +22,7 @@ import { createCachedStore } from '../../src/store/cached-store.js'
 import { migrate } from '../../src/store/migrations.js'
 import { createPostgresStore } from '../../src/store/postgres-store.js'
 import { startPostgres } from '../pg-helper.js'
+import { freePort } from '../free-port.js'
 
 interface AcResult { requests: { mean: number, total?: number }, latency: { p50: number, p99: number }, non2xx: number, errors: number }
 const autocannon = createRequire(import.meta.url)('autocannon') as (opts: object) => Promise<AcResult>
@@ -44,14 +45,6 @@ const cleanUp = async (): Promise<void> => {
 }
 const fmt = (value: number, digits = 0): string => value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 const hasTaskset = spawnSync('taskset', ['--version']).status === 0
-
-async function freePort (): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 /** The built service on core 0 (when taskset exists), the load generator (this process) on core 1. */
 async function startService (name: string, env: Record<string, string>): Promise<{ name: string, url: string }> {

@@ -1,8 +1,8 @@
 // A real redis-server for the tests, on a free port, gone with the test: stopped at teardown, or when the test process dies.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer } from 'node:net'
 import type { Teardown } from '../helper.js'
+import { freePort } from '../free-port.js'
 
 export interface RunningRedis {
   url: string
@@ -10,14 +10,6 @@ export interface RunningRedis {
   process: ChildProcess
   /** Stops it (SIGKILL: an outage, not a shutdown) and resolves once it is gone. */
   kill: () => Promise<void>
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 /**
