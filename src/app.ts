@@ -4,15 +4,17 @@ import { createServer as createHttpServer, type Server } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
-import { pino, type DestinationStream } from 'pino'
+import type { DestinationStream } from 'pino'
 import { createTokenStore, type TokenStore } from './auth/token-store.js'
 import type { Config } from './config.js'
+import { TurnDestination } from './log-destination.js'
 import metrics from './plugins/metrics.js'
 import errorHandler, { handleClientError, sendError } from './plugins/error-handler.js'
 import auth from './plugins/auth.js'
 import connections from './plugins/connections.js'
 import rateLimits from './plugins/rate-limits.js'
 import requestGuard from './plugins/request-guard.js'
+import { requestLoggerFactory } from './plugins/request-logger.js'
 import requestLog, { REDACT_PATHS, RequestLogController, genReqId, serializeError } from './plugins/request-log.js'
 import storePlugin from './plugins/store.js'
 import swagger from './plugins/swagger.js'
@@ -77,13 +79,14 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
       level: config.logLevel,
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       serializers: { err: serializeError },
-      // Written synchronously: a line is out before the next work starts, so none is lost if the
-      // process dies, and a log reader that falls behind slows the service down instead of piling
-      // lines up in memory (thousands of request lines a second under load). pino's default
-      // destination is asynchronous.
-      stream: deps.logStream ?? pino.destination({ dest: 1, sync: true })
+      // Written synchronously at the end of each turn of the event loop (see TurnDestination): no
+      // line is lost when the process exits, and a log reader that falls behind slows the service
+      // down instead of piling lines up in memory. pino's default destination is asynchronous.
+      stream: deps.logStream ?? new TurnDestination(1)
     },
     logController,
+    // request.log made lazily: most requests log nothing but their completion line.
+    childLoggerFactory: requestLoggerFactory,
     genReqId,
     bodyLimit: config.bodyLimit,
     // The server is made here (HTTP, or HTTPS when TLS_* is set), so its options are set where it is made.
@@ -93,9 +96,6 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
         // An HTTPS server is an HTTP server to Fastify and to every plugin here: same events, same methods.
         : createHttpsServer({ ...serverOptions, ...tlsOptions(tlsMaterial, config.tls) }, handler) as unknown as Server
       server.keepAliveTimeout = config.keepAliveTimeoutMs
-      // The idle-socket cut comes well after the request timeout has been noticed (within checkEvery),
-      // so a slow request always gets its 408 and a log line instead of a silent close.
-      server.setTimeout(2 * config.requestTimeoutMs + checkEvery)
       return server
     },
     clientErrorHandler: handleClientError,
@@ -121,7 +121,13 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
   // Before everything it counts: the store's lookups, and every request from its first hook.
   await app.register(metrics, { enabled: config.metricsEnabled, defaultSignMethod: config.signMethod, version })
   await app.register(errorHandler)
-  await app.register(connections, { maxConnections: config.maxConnections })
+  await app.register(connections, {
+    maxConnections: config.maxConnections,
+    // The cut of a quiet connection comes well after the request timeout has been noticed (within
+    // checkEvery), so a slow request always gets its 408 and a log line instead of a silent close.
+    idleTimeoutMs: 2 * config.requestTimeoutMs + checkEvery,
+    checkEveryMs: checkEvery
+  })
   await app.register(requestGuard)
   const tokens = await openTokens(app, config)
   await app.register(auth, { mode: config.auth.mode, tokens, mtlsIdentity: config.auth.mtlsIdentity })

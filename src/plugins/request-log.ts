@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import type { RequestLogger } from './request-logger.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -92,9 +93,12 @@ export class RequestLogController extends LogController {
   }
 
   override requestCompleted (_error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    // Every request's logger is one (app.ts); nothing is built for a line that would not be written.
+    const log = request.log as RequestLogger
+    if (!log.isLevelEnabled('info')) return
     // Loose: a request Fastify refuses before routing (a malformed URL) is made without the decorators.
     const { batch } = request
-    request.log.info({
+    log.completed({
       ...(request.routeOptions.config?.audit === true && auditFields(request)),
       method: request.method,
       route: request.routeOptions.url ?? request.url.slice(0, 200),

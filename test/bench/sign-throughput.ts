@@ -6,12 +6,16 @@
 //   a@warn, a@info       the ceiling: a bare route that parses the body and answers a constant;
 //   a′@warn              a bare route doing the real work (lookup and hash);
 //   b@warn, b@info       POST /sign of the service, open, rate limits off;
+//   verify@warn          (c) POST /verify of the service, with credentials it signed;
+//   batch@warn           (c) POST /sign/batch (JSON) of the service, BENCH_BATCH devices a request;
+//   pg@warn              (d) POST /sign on STORE=postgres with a warm cache, on a throwaway PostgreSQL
+//                        cluster (test/pg-helper.ts); left out, with a message, where PostgreSQL is not installed;
 //   token@warn           with bearer tokens (AUTH_MODE=token, 50 callers);
 //   token+limits@warn    tokens plus both rate limits (high enough that nothing is refused: all counted).
 // Each server is pinned to CPU 1 and this load generator to CPU 0 when `taskset` exists (2+ CPUs).
 //
 // Environment overrides: BENCH_DURATION (s per run, 8), BENCH_WARMUP (s, 2), BENCH_ROUNDS (2),
-// BENCH_CONNECTIONS (50), BENCH_DEVICES (10000), BENCH_BODIES (1000 distinct request bodies),
+// BENCH_CONNECTIONS (50), BENCH_DEVICES (10000), BENCH_BODIES (1000 distinct request bodies), BENCH_BATCH (100),
 // BENCH_TARGETS (comma-separated names of the targets to run; a@warn always runs).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
@@ -21,8 +25,11 @@ import { connect, createServer } from 'node:net'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import pg from 'pg'
 import { signCredentials } from '../../src/core/credentials.js'
 import type { SignMethod } from '../../src/core/sign-method.js'
+import { migrate } from '../../src/store/migrations.js'
+import { startPostgres, type Postgres } from '../pg-helper.js'
 
 // ---- autocannon (CommonJS, no bundled types): the part of its API used here ----
 
@@ -65,6 +72,7 @@ const ROUNDS = Math.round(envNumber('BENCH_ROUNDS', 2))
 const CONNECTIONS = Math.round(envNumber('BENCH_CONNECTIONS', 50))
 const DEVICES = Math.round(envNumber('BENCH_DEVICES', 10_000))
 const BODIES = Math.round(envNumber('BENCH_BODIES', 1000))
+const BATCH = Math.round(envNumber('BENCH_BATCH', 100))
 
 /**
  * Pins this process (the load generator, all its threads) to CPU 0 and returns the prefix that starts
@@ -136,6 +144,8 @@ interface Target {
 
 const children = new Set<ChildProcess>()
 let tempDir: string | undefined
+/** Stops what was started for the run besides the servers (the PostgreSQL cluster). */
+const teardowns: Array<() => unknown> = []
 
 function killAll (): void {
   for (const child of children) child.kill('SIGKILL')
@@ -244,6 +254,8 @@ interface Run {
   target: string
   round: number
   rps: number
+  /** Devices signed a second: rps times the devices a request names (BENCH_BATCH for a batch, else 1). */
+  items: number
   completed: number
   p50: number
   p99: number
@@ -265,6 +277,47 @@ function requestsFor (bodies: readonly string[], tokens: readonly string[] = [])
     headers: { 'content-type': 'application/json', ...(tokens.length > 0 && { authorization: `Bearer ${tokens[i % tokens.length] as string}` }) },
     body
   }))
+}
+
+/** POST /verify as a broker sends it: the CONNECT fields of devices that signed with the service's own rules. */
+function verifyRequests (devices: readonly BenchDevice[], count: number): AcRequest[] {
+  return Array.from({ length: count }, () => {
+    const device = pick(devices)
+    const signed = signCredentials({ ...device, clientId: device.deviceKey, timestamp: String(Date.now()), signMethod: 'hmacsha1' })
+    const body = JSON.stringify({ clientid: signed.mqttClientId, username: signed.mqttUsername, password: signed.mqttPassword })
+    return { method: 'POST', path: '/verify', headers: { 'content-type': 'application/json' }, body }
+  })
+}
+
+/** POST /sign/batch: BATCH of the single bodies a request, as a provisioning tool sends them. */
+function batchRequests (bodies: readonly string[]): AcRequest[] {
+  return Array.from({ length: Math.max(1, Math.floor(bodies.length / BATCH)) }, (_, i) => ({
+    method: 'POST',
+    path: '/sign/batch',
+    headers: { 'content-type': 'application/json' },
+    body: `{"devices":[${bodies.slice(i * BATCH, (i + 1) * BATCH).join(',')}]}`
+  }))
+}
+
+/** A throwaway PostgreSQL database holding the devices, migrated; undefined (with why) where PostgreSQL is not installed. */
+async function devicesDatabase (devices: readonly BenchDevice[]): Promise<string | undefined> {
+  let postgres: Postgres
+  try {
+    postgres = await startPostgres({ teardown: (fn) => teardowns.push(fn) })
+  } catch (err) {
+    console.log(`pg@warn left out: ${(err as Error).message}`)
+    return undefined
+  }
+  const url = await postgres.createDatabase()
+  const pool = new pg.Pool({ connectionString: url, max: 1 })
+  try {
+    await migrate(pool)
+    await pool.query('INSERT INTO devices (product_key, device_key, device_secret) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])',
+      [devices.map((d) => d.productKey), devices.map((d) => d.deviceKey), devices.map((d) => d.deviceSecret)])
+  } finally {
+    await pool.end()
+  }
+  return url
 }
 
 /** Callers of the token targets: one token each, for every product, as provisioning tools hold them. */
@@ -292,7 +345,7 @@ async function load (target: Target, requests: AcRequest[], seconds: number): Pr
   })
 }
 
-async function measure (target: Target, requests: AcRequest[], round: number): Promise<Run> {
+async function measure (target: Target, requests: AcRequest[], round: number, itemsPerRequest: number): Promise<Run> {
   const linesBefore = target.lines()
   const serverCpuBefore = cpuSeconds(target.child.pid)
   const clientCpuBefore = process.cpuUsage()
@@ -307,6 +360,7 @@ async function measure (target: Target, requests: AcRequest[], round: number): P
     target: target.name,
     round,
     rps: result.requests.mean,
+    items: result.requests.mean * itemsPerRequest,
     completed: result.requests.total ?? 0,
     p50: result.latency.p50,
     p99: result.latency.p99,
@@ -320,7 +374,34 @@ async function measure (target: Target, requests: AcRequest[], round: number): P
   }
 }
 
-/** One request checked against the signing core, so the benchmark measures correct answers. */
+/** The first request of a target checked, so the benchmark measures correct answers. */
+async function checkTarget (target: Target, plan: Plan, device: BenchDevice): Promise<void> {
+  if (plan.check === 'none') return
+  if (plan.check === 'sign') {
+    await checkService(target, device, plan.tokens[0])
+    return
+  }
+  const request = plan.requests[0] as AcRequest
+  const response = await fetch(`${target.url}${request.path}`, { method: 'POST', headers: request.headers, body: request.body })
+  const body = await response.json() as { result?: string, summary?: { signed: number } }
+  const ok = plan.check === 'verify' ? body.result === 'allow' : body.summary?.signed === BATCH
+  if (response.status !== 200 || !ok) throw new Error(`${target.name}: unexpected answer to a sanity request: ${response.status} ${JSON.stringify(body).slice(0, 300)}`)
+}
+
+/** A target of the run: how its server starts, what it is sent, how its first answer is checked. */
+interface Plan {
+  name: string
+  args: string[]
+  env: Record<string, string>
+  requests: AcRequest[]
+  /** The bearer tokens the requests carry (the first is used by the sanity request). */
+  tokens: string[]
+  check: 'sign' | 'verify' | 'batch' | 'none'
+  /** Devices a request names. */
+  items: number
+}
+
+/** One request checked against the signing core. */
 async function checkService (target: Target, device: BenchDevice, token: string | undefined): Promise<void> {
   const request = { productKey: device.productKey, deviceKey: device.deviceKey, clientId: 'bench-check', timestamp: '1524448722000', signMethod: 'sha256' as SignMethod }
   const response = await fetch(`${target.url}/sign`, {
@@ -342,9 +423,9 @@ const fmt = (value: number, digits = 0): string => value.toLocaleString('en-US',
 const pct = (value: number | undefined): string => value === undefined ? '-' : `${Math.round(value * 100)}%`
 
 /** Server CPU microseconds per completed request: unlike req/s, barely moved by neighbours taking CPU away. */
-function cpuPerRequest (runs: Run[]): number | undefined {
+function cpuPerRequest (runs: Run[], itemsPerRequest = 1): number | undefined {
   if (runs.some((run) => run.serverCpuSeconds === undefined)) return undefined
-  const completed = runs.reduce((n, run) => n + run.completed, 0)
+  const completed = runs.reduce((n, run) => n + run.completed, 0) * itemsPerRequest
   return completed === 0 ? undefined : runs.reduce((n, run) => n + (run.serverCpuSeconds ?? 0), 0) * 1e6 / completed
 }
 const micros = (value: number | undefined): string => value === undefined ? '-' : fmt(value, 1)
@@ -356,7 +437,7 @@ function table (header: string[], rows: string[][]): string {
 }
 
 function runRow (run: Run): string[] {
-  return [`${run.target} #${run.round}`, fmt(run.rps), `${run.p50}`, `${run.p99}`, `${run.non2xx}`, `${run.errors}`,
+  return [`${run.target} #${run.round}`, fmt(run.rps), fmt(run.items), `${run.p50}`, `${run.p99}`, `${run.non2xx}`, `${run.errors}`,
     fmt(run.logLines / Math.max(1, run.completed), 2), pct(run.serverCpu), pct(run.clientCpu), micros(cpuPerRequest([run]))]
 }
 
@@ -374,6 +455,7 @@ function summaryRows (runs: Run[], names: string[]): string[][] {
     return [
       name,
       fmt(rps),
+      fmt(mean(mine.map((run) => run.items))),
       fmt(mean(mine.map((run) => run.p50)), 1),
       `${Math.max(...mine.map((run) => run.p99))}`,
       `${mine.reduce((n, run) => n + run.non2xx, 0)}`,
@@ -392,6 +474,9 @@ const RATIOS: ReadonlyArray<{ label: string, of: string, to: string, goal?: numb
   { label: 'b/a at info', of: 'b@info', to: 'a@info', goal: 0.65 },
   { label: 'b/a′ at warn (the service around the work)', of: 'b@warn', to: 'a′@warn' },
   { label: 'a′/a at warn (the work itself)', of: 'a′@warn', to: 'a@warn' },
+  { label: 'c/a: verify/a at warn', of: 'verify@warn', to: 'a@warn' },
+  { label: 'c/a: batch devices/s / a req/s at warn', of: 'batch@warn', to: 'a@warn' },
+  { label: 'd/b: postgres, warm cache / file store', of: 'pg@warn', to: 'b@warn' },
   { label: 'token/b (checking tokens)', of: 'token@warn', to: 'b@warn' },
   { label: 'token+limits/b (tokens and rate limits)', of: 'token+limits@warn', to: 'b@warn' }
 ]
@@ -407,9 +492,10 @@ function ratioRows (runs: Run[]): string[][] {
     const mine = runs.filter((run) => run.target === of)
     const theirs = runs.filter((run) => run.target === to)
     if (mine.length === 0 || theirs.length === 0) return []
-    const paired = mine.map((run) => run.rps / (theirs.find((other) => other.round === run.round)?.rps ?? Number.NaN))
+    // Devices a second: a batch signs BENCH_BATCH a request, every other target one.
+    const paired = mine.map((run) => run.items / (theirs.find((other) => other.round === run.round)?.items ?? Number.NaN))
     const value = median(paired)
-    const cpuOf = cpuPerRequest(mine)
+    const cpuOf = cpuPerRequest(mine, of === 'batch@warn' ? BATCH : 1)
     const cpuTo = cpuPerRequest(theirs)
     return [[
       label,
@@ -439,25 +525,35 @@ async function main (): Promise<void> {
   const open = { STORE_FILE: storeFile, STORE_WATCH: 'false', AUTH_MODE: 'none', RATE_LIMIT_PER_CALLER: '0', RATE_LIMIT_PER_DEVICE: '0' }
   const withTokens = { ...open, AUTH_MODE: 'token', AUTH_TOKENS_FILE: tokensPath, LOG_LEVEL: 'warn' }
   const bare = ['--import', 'tsx', BARE_ENTRY]
-  const plans: Array<{ name: string, args: string[], env: Record<string, string>, tokens: string[] }> = [
-    { name: 'a@warn', args: bare, env: { LOG_LEVEL: 'warn' }, tokens: [] },
-    { name: 'a′@warn', args: bare, env: { LOG_LEVEL: 'warn', BARE_WORK: '1', STORE_FILE: storeFile }, tokens: [] },
-    { name: 'b@warn', args: [SERVICE_ENTRY], env: { ...open, LOG_LEVEL: 'warn' }, tokens: [] },
-    { name: 'a@info', args: bare, env: { LOG_LEVEL: 'info' }, tokens: [] },
-    { name: 'b@info', args: [SERVICE_ENTRY], env: { ...open, LOG_LEVEL: 'info' }, tokens: [] },
-    { name: 'token@warn', args: [SERVICE_ENTRY], env: withTokens, tokens },
-    // The highest limits config takes: every request is counted, none refused at these rates.
-    { name: 'token+limits@warn', args: [SERVICE_ENTRY], env: { ...withTokens, RATE_LIMIT_PER_CALLER: '1000000', RATE_LIMIT_PER_DEVICE: '1000000' }, tokens }
-  ]
+  const service = [SERVICE_ENTRY]
+  const signing = requestsFor(bodies)
   const only = process.env.BENCH_TARGETS?.split(',').map((name) => name.trim())
-  const chosen = plans.filter((plan) => plan.name === 'a@warn' || only === undefined || only.includes(plan.name))
+  const wanted = (name: string): boolean => name === 'a@warn' || only === undefined || only.includes(name)
+  const databaseUrl = wanted('pg@warn') ? await devicesDatabase(devices) : undefined
+  const given: Array<Omit<Plan, 'tokens' | 'check' | 'items'> & Partial<Plan>> = [
+    { name: 'a@warn', args: bare, env: { LOG_LEVEL: 'warn' }, requests: signing, check: 'none' },
+    { name: 'a′@warn', args: bare, env: { LOG_LEVEL: 'warn', BARE_WORK: '1', STORE_FILE: storeFile }, requests: signing, check: 'none' },
+    { name: 'b@warn', args: service, env: { ...open, LOG_LEVEL: 'warn' }, requests: signing },
+    { name: 'a@info', args: bare, env: { LOG_LEVEL: 'info' }, requests: signing, check: 'none' },
+    { name: 'b@info', args: service, env: { ...open, LOG_LEVEL: 'info' }, requests: signing },
+    { name: 'verify@warn', args: service, env: { ...open, LOG_LEVEL: 'warn' }, requests: verifyRequests(devices, BODIES), check: 'verify' },
+    { name: 'batch@warn', args: service, env: { ...open, LOG_LEVEL: 'warn' }, requests: batchRequests(bodies), check: 'batch', items: BATCH },
+    ...(databaseUrl === undefined
+      ? []
+      // A cache as large as the store and entries that outlive the run: after the warm-up every lookup is a hit.
+      : [{ name: 'pg@warn', args: service, env: { AUTH_MODE: 'none', RATE_LIMIT_PER_CALLER: '0', RATE_LIMIT_PER_DEVICE: '0', LOG_LEVEL: 'warn', STORE: 'postgres', DATABASE_URL: databaseUrl, CACHE_MAX_ENTRIES: String(DEVICES), CACHE_TTL_MS: '3600000' }, requests: signing }]),
+    { name: 'token@warn', args: service, env: withTokens, requests: requestsFor(bodies, tokens), tokens },
+    // The highest limits config takes: every request is counted, none refused at these rates.
+    { name: 'token+limits@warn', args: service, env: { ...withTokens, RATE_LIMIT_PER_CALLER: '1000000', RATE_LIMIT_PER_DEVICE: '1000000' }, requests: requestsFor(bodies, tokens), tokens }
+  ]
+  const plans = given.map((plan): Plan => ({ tokens: [], check: 'sign', items: 1, ...plan }))
+  const chosen = plans.filter((plan) => wanted(plan.name))
   const pin = pinning()
   const targets = await Promise.all(chosen.map((plan) => startTarget(plan.name, plan.args, plan.env, pin)))
-  const requestsOf = new Map(chosen.map((plan) => [plan.name, requestsFor(bodies, plan.tokens)]))
-  const requestsOfTarget = (target: Target): AcRequest[] => requestsOf.get(target.name) as AcRequest[]
-  for (const [i, target] of targets.entries()) {
-    if (!target.name.startsWith('a')) await checkService(target, pick(devices), chosen[i]?.tokens[0])
-  }
+  const planOf = new Map(chosen.map((plan) => [plan.name, plan]))
+  const of = (target: Target): Plan => planOf.get(target.name) as Plan
+  const requestsOfTarget = (target: Target): AcRequest[] => of(target).requests
+  for (const target of targets) await checkTarget(target, of(target), pick(devices))
 
   for (const target of targets) {
     const warm = await load(target, requestsOfTarget(target), WARMUP)
@@ -470,7 +566,7 @@ async function main (): Promise<void> {
   const runs: Run[] = []
   for (let round = 1; round <= ROUNDS; round++) {
     for (const target of targets) {
-      const run = await measure(target, requestsOfTarget(target), round)
+      const run = await measure(target, requestsOfTarget(target), round, of(target).items)
       runs.push(run)
       console.log(`  ${run.target} #${round}: ${fmt(run.rps)} req/s, p50 ${run.p50} ms, p99 ${run.p99} ms, status ${run.statusCodes || 'none'}`)
     }
@@ -481,10 +577,10 @@ async function main (): Promise<void> {
   }
 
   console.log('\nPer run (latency in ms; CPU = share of one core over the run):')
-  console.log(table(['run', 'req/s', 'p50', 'p99', 'non-2xx', 'errors', 'log lines/req', 'server CPU', 'client CPU', 'server µs CPU/req'], runs.map(runRow)))
+  console.log(table(['run', 'req/s', 'devices/s', 'p50', 'p99', 'non-2xx', 'errors', 'log lines/req', 'server CPU', 'client CPU', 'server µs CPU/req'], runs.map(runRow)))
   console.log('\nSummary (req/s: mean of runs; p50: mean; p99: worst run; ratio: mean req/s / baseline mean req/s, with the range of')
   console.log('per-round paired ratios; CPU ratio: baseline server CPU per request / this one, the steadier figure on a busy machine):')
-  console.log(table(['target', 'req/s', 'p50', 'p99', 'non-2xx', 'errors', 'log lines/req', 'ratio to baseline', 'µs CPU/req', 'CPU ratio'],
+  console.log(table(['target', 'req/s', 'devices/s', 'p50', 'p99', 'non-2xx', 'errors', 'log lines/req', 'ratio to baseline', 'µs CPU/req', 'CPU ratio'],
     summaryRows(runs, targets.map((t) => t.name))))
   console.log('\nRatios (req/s: median of the per-round paired ratios, and their range; CPU: the other\'s server CPU per request / this one\'s):')
   console.log(table(['ratio', 'req/s', 'range', 'CPU', 'goal'], ratioRows(runs)))
@@ -502,4 +598,7 @@ async function main (): Promise<void> {
 main().catch((err: unknown) => {
   console.error(err)
   process.exitCode = 1
-}).finally(killAll)
+}).finally(async () => {
+  killAll()
+  for (const teardown of teardowns.reverse()) await teardown()
+})

@@ -45,3 +45,18 @@ t.test('resetMetrics() empties them, as it does prom-client\'s', async (t) => {
   registry.resetMetrics()
   t.equal(await registry.metrics(), '# HELP c_total help\n# TYPE c_total counter\n\n# HELP h_seconds help\n# TYPE h_seconds histogram\n')
 })
+
+t.test('label values are told apart one by one, whatever characters they hold', async (t) => {
+  const registry = new Registry()
+  const cells = new CounterCells('c_total', 'help', ['a', 'b'], registry)
+  cells.inc(['x\u0001y', 'z'])
+  cells.inc(['x', 'y\u0001z'])
+  cells.inc(['x', 'y\u0001z'])
+  cells.inc([200, 'z'])
+  const { values } = await cells.get()
+  t.same(values, [
+    { labels: { a: 'x\u0001y', b: 'z' }, value: 1 },
+    { labels: { a: 'x', b: 'y\u0001z' }, value: 2 },
+    { labels: { a: 200, b: 'z' }, value: 1 }
+  ])
+})

@@ -148,15 +148,18 @@ t.test('the redaction list censors secret fields if an object carrying one is ev
 
 t.test('the log controller writes the one line even on paths that bypass the error handler', async (t) => {
   const written: Array<Record<string, unknown>> = []
-  const logger = { info: (obj: Record<string, unknown>) => { written.push(obj) } }
+  let level = 'info'
+  const logger = { isLevelEnabled: (wanted: string) => wanted === level, completed: (obj: Record<string, unknown>) => { written.push(obj) } }
   const controller = new RequestLogController()
   const request = { method: 'GET', url: '/x', routeOptions: { url: '/x' }, deviceRef: null, outcome: null, log: logger }
   controller.requestCompleted(null, request as never, { statusCode: 502, elapsedTime: 1.234 } as never)
   controller.requestCompleted(null, request as never, { statusCode: 204, elapsedTime: 0.5 } as never)
+  level = 'warn'
+  controller.requestCompleted(null, request as never, { statusCode: 200, elapsedTime: 0.5 } as never)
   t.same(written, [
     { method: 'GET', route: '/x', statusCode: 502, durationMs: 1.23, outcome: 'error' },
     { method: 'GET', route: '/x', statusCode: 204, durationMs: 0.5, outcome: 'ok' }
-  ])
+  ], 'and nothing when info is off')
 })
 
 t.test('a logged error keeps its type, message, code, stack and causes, but none of its other fields', async (t) => {
