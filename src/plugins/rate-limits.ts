@@ -28,10 +28,10 @@ export interface RateLimitHealth {
 declare module 'fastify' {
   interface FastifyInstance {
     limits: {
-      /** onRequest hook of the signing routes, after authentication. */
-      perCaller: Limit
-      /** Called by POST /sign once the body names the device and the caller may sign for it. */
-      perDevice: Limit
+      /** onRequest hook of the signing routes, after authentication; undefined when the limit is off (nothing to run per request). */
+      perCaller: Limit | undefined
+      /** Called by POST /sign once the body names the device and the caller may sign for it; undefined when the limit is off. */
+      perDevice: Limit | undefined
       health: () => RateLimitHealth
     }
   }
@@ -77,8 +77,8 @@ async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Pro
     store: fallbackStore({ redis, isUp: () => redis?.status === 'ready', failed: (err) => warn(String(err?.message)) })
   })
 
-  function limiter (max: number, key: (request: FastifyRequest) => string, what: (request: FastifyRequest) => string, variable: string): Limit {
-    if (max === 0) return async () => {}
+  function limiter (max: number, key: (request: FastifyRequest) => string, what: (request: FastifyRequest) => string, variable: string): Limit | undefined {
+    if (max === 0) return undefined
     const check = app.createRateLimit({ max, timeWindow: MINUTE_MS, keyGenerator: key })
     return async (request, reply) => {
       const result = await check(request)

@@ -53,7 +53,7 @@ const signRoute: FastifyPluginAsyncZod<SignRouteOptions> = async (app, { default
     // Who may sign for the device is decided from its keys, before its per-device limit and any lookup.
     const refusal = deviceRefusal(callerOf(request), productKey, deviceKey)
     if (refusal !== undefined) throw refusal
-    await app.limits.perDevice(request, reply)
+    if (app.limits.perDevice !== undefined) await app.limits.perDevice(request, reply)
     const credentials = await signDevice(app.store, request.body, { signMethod: defaultSignMethod, timestamp: String(clock()) })
     request.outcome = 'signed'
     if (prefersText(request)) return reply.type(TEXT_PLAIN).send(credentialsText(credentials, broker))
