@@ -53,7 +53,10 @@ t.test('a body sent a byte at a time -> 408 REQUEST_TIMEOUT at REQUEST_TIMEOUT_M
   let sent = 0
   const drip = setInterval(() => { if (!socket.destroyed) socket.write(SIGN_BODY.charAt(sent++)) }, 100)
   t.teardown(() => clearInterval(drip))
-  await once(socket, 'close')
+  // A byte dripped after the server closed fails with EPIPE or ECONNRESET (an 'error' event, which
+  // once() would turn into a rejection): stop at the answer, and wait for the close whatever comes first.
+  socket.once('data', () => clearInterval(drip))
+  await new Promise((resolve) => socket.once('close', resolve))
   const elapsed = Date.now() - started
   t.ok(elapsed >= 1000 && elapsed < SIGN_BODY.length * 100, `answered after ${elapsed} ms, before the body could finish`)
   t.match(received(), /^HTTP\/1\.1 408 Request Timeout\r\n/)
