@@ -60,7 +60,7 @@ async function connections (app: FastifyInstance, options: ConnectionsOptions): 
   // Over HTTPS the response sits on the TLS socket, which only this event hands out.
   app.server.on('secureConnection', track)
 
-  // The sockets HTTP runs on (over HTTPS the TLS ones: the TCP socket under TLS counts no bytes),
+  // The sockets HTTP runs on (over HTTPS the TLS ones, which Node's own idle timer watched too),
   // each with what the sweep saw of it.
   const carriers = new Map<Socket, Activity>()
   app.server.on(app.server instanceof TlsServer ? 'secureConnection' : 'connection', (socket: Socket) => {
