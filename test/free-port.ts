@@ -1,6 +1,7 @@
-// A TCP port that was free on 127.0.0.1 a moment ago, for real servers the tests and benches start (Redis, PostgreSQL, the service).
+// Ports on 127.0.0.1 for the real servers the tests and benches start (Redis, PostgreSQL, the service):
+// one that was free a moment ago, and whether one accepts connections yet.
 import { once } from 'node:events'
-import { createServer } from 'node:net'
+import { connect, createServer } from 'node:net'
 
 export async function freePort (): Promise<number> {
   const server = createServer().listen(0, '127.0.0.1')
@@ -8,4 +9,13 @@ export async function freePort (): Promise<number> {
   const { port } = server.address() as { port: number }
   await new Promise((resolve) => server.close(resolve))
   return port
+}
+
+/** Whether something accepts connections on `port` now. */
+export async function canConnect (port: number): Promise<boolean> {
+  return await new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    socket.once('connect', () => { socket.destroy(); resolve(true) })
+    socket.once('error', () => resolve(false))
+  })
 }

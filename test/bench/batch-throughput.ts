@@ -10,11 +10,11 @@ import { createHash, hash, randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { createRequire } from 'node:module'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { buildMqttSignContent } from '../../src/core/credentials.js'
+import { freePort } from '../free-port.js'
 
 interface AcResult { requests: { mean: number, total?: number }, latency: { p50: number, p99: number }, non2xx: number, errors: number }
 interface AcOptions { url: string, connections: number, duration: number, method: string, headers: Record<string, string>, body: string }
@@ -71,15 +71,6 @@ process.on('exit', () => {
   for (const child of children) child.kill('SIGKILL')
   if (tempDir !== undefined) rmSync(tempDir, { recursive: true, force: true })
 })
-
-async function freePort (): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 async function startServer (storeFile: string): Promise<{ child: ChildProcess, url: string }> {
   const port = await freePort()

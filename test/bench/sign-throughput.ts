@@ -21,7 +21,6 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { connect, createServer } from 'node:net'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -30,6 +29,7 @@ import { signCredentials } from '../../src/core/credentials.js'
 import type { SignMethod } from '../../src/core/sign-method.js'
 import { migrate } from '../../src/store/migrations.js'
 import { startPostgres, type Postgres } from '../pg-helper.js'
+import { canConnect, freePort } from '../free-port.js'
 
 // ---- autocannon (CommonJS, no bundled types): the part of its API used here ----
 
@@ -159,25 +159,6 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
     killAll()
     process.exit(130)
-  })
-}
-
-function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')))
-    })
-  })
-}
-
-function canConnect (port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1')
-    socket.once('connect', () => { socket.destroy(); resolve(true) })
-    socket.once('error', () => resolve(false))
   })
 }
 
