@@ -15,16 +15,11 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { buildMqttSignContent } from '../../src/core/credentials.js'
 import { freePort } from '../free-port.js'
+import { envNumber } from './env.js'
 
 interface AcResult { requests: { mean: number, total?: number }, latency: { p50: number, p99: number }, non2xx: number, errors: number }
 interface AcOptions { url: string, connections: number, duration: number, method: string, headers: Record<string, string>, body: string }
 const autocannon = createRequire(import.meta.url)('autocannon') as (opts: AcOptions) => Promise<AcResult>
-
-function envNumber (name: string, fallback: number): number {
-  const value = Number(process.env[name] ?? fallback)
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`)
-  return value
-}
 
 const DURATION = envNumber('BENCH_DURATION', 8)
 const ROUNDS = Math.round(envNumber('BENCH_ROUNDS', 3))

@@ -30,6 +30,7 @@ import type { SignMethod } from '../../src/core/sign-method.js'
 import { migrate } from '../../src/store/migrations.js'
 import { startPostgres, type Postgres } from '../pg-helper.js'
 import { canConnect, freePort } from '../free-port.js'
+import { envNumber } from './env.js'
 
 // ---- autocannon (CommonJS, no bundled types): the part of its API used here ----
 
@@ -57,14 +58,6 @@ interface AcOptions {
 const autocannon = createRequire(import.meta.url)('autocannon') as (opts: AcOptions) => Promise<AcResult>
 
 // ---- settings ----
-
-function envNumber (name: string, fallback: number): number {
-  const raw = process.env[name]
-  if (raw === undefined || raw === '') return fallback
-  const value = Number(raw)
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got ${raw}`)
-  return value
-}
 
 const DURATION = envNumber('BENCH_DURATION', 8)
 const WARMUP = envNumber('BENCH_WARMUP', 2)

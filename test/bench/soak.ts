@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { canConnect, freePort } from '../free-port.js'
+import { envNumber } from './env.js'
 
 // ---- autocannon (CommonJS, no bundled types): the part of its API used here ----
 
@@ -31,14 +32,6 @@ interface AcInstance {
 const autocannon = createRequire(import.meta.url)('autocannon') as (opts: AcOptions, done: (err: Error | null, result: AcResult) => void) => AcInstance
 
 // ---- settings ----
-
-function envNumber (name: string, fallback: number): number {
-  const raw = process.env[name]
-  if (raw === undefined || raw === '') return fallback
-  const value = Number(raw)
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got ${raw}`)
-  return value
-}
 
 const SECONDS = Math.round(envNumber('SOAK_SECONDS', 60))
 const MAX_SECONDS = Math.round(envNumber('SOAK_MAX_SECONDS', 5))

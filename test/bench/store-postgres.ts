@@ -23,18 +23,18 @@ import { migrate } from '../../src/store/migrations.js'
 import { createPostgresStore } from '../../src/store/postgres-store.js'
 import { startPostgres } from '../pg-helper.js'
 import { freePort } from '../free-port.js'
+import { envNumber } from './env.js'
 
 interface AcResult { requests: { mean: number, total?: number }, latency: { p50: number, p99: number }, non2xx: number, errors: number }
 const autocannon = createRequire(import.meta.url)('autocannon') as (opts: object) => Promise<AcResult>
 
-const num = (name: string, fallback: number): number => Number(process.env[name] ?? fallback)
-const DURATION = num('BENCH_DURATION', 8)
-const WARMUP = num('BENCH_WARMUP', 3)
-const ROUNDS = num('BENCH_ROUNDS', 3)
-const CONNECTIONS = num('BENCH_CONNECTIONS', 50)
-const DEVICES = num('BENCH_DEVICES', 10_000)
-const IMPORT = num('BENCH_IMPORT', 1_000_000)
-const CACHE = num('BENCH_CACHE', 100_000)
+const DURATION = envNumber('BENCH_DURATION', 8)
+const WARMUP = envNumber('BENCH_WARMUP', 3)
+const ROUNDS = envNumber('BENCH_ROUNDS', 3)
+const CONNECTIONS = envNumber('BENCH_CONNECTIONS', 50)
+const DEVICES = envNumber('BENCH_DEVICES', 10_000)
+const IMPORT = envNumber('BENCH_IMPORT', 1_000_000)
+const CACHE = envNumber('BENCH_CACHE', 100_000)
 const SERVICE = fileURLToPath(new URL('../../dist/server.js', import.meta.url))
 
 const teardowns: Array<() => unknown> = []
