@@ -35,7 +35,7 @@ export class TurnDestination {
   private pending = ''
   private scheduled = false
   private readonly fd: number
-  private readonly writeChunk: typeof writeSync
+  private readonly write_: typeof writeSync
   private readonly flushLater = (): void => {
     this.scheduled = false
     this.flushSync()
@@ -44,7 +44,7 @@ export class TurnDestination {
   /** `write` is for tests: a stand-in for fs.writeSync that can refuse or write part of a chunk. */
   constructor (fd: number, write: typeof writeSync = writeSync) {
     this.fd = fd
-    this.writeChunk = write
+    this.write_ = write
     if (!exitHook) {
       exitHook = true
       process.on('exit', flushHeld)
@@ -80,7 +80,7 @@ export class TurnDestination {
     let written = 0
     while (written < chunk.length) {
       try {
-        written += this.writeChunk(this.fd, chunk, written, chunk.length - written)
+        written += this.write_(this.fd, chunk, written, chunk.length - written)
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err
         Atomics.wait(pause, 0, 0, RETRY_MS)
