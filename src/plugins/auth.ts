@@ -28,8 +28,8 @@ export interface AuthOptions {
 }
 
 const REALM = 'Bearer realm="enos-mqtt-signer"'
-/** RFC 6750 b64token, bounded: a header longer than any token is not one. */
-const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]{1,512}=*) *$/
+/** RFC 6750 b64token, bounded: a header longer than any token is not one. The scheme is case-insensitive (RFC 7235 section 2.1). */
+const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]{1,512}=*) *$/i
 
 /** 401 with the WWW-Authenticate challenge of RFC 6750; `error` says what was wrong with a token that was sent. */
 function unauthenticated (message: string, error?: 'invalid_request' | 'invalid_token'): AppError {

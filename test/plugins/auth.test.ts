@@ -55,6 +55,15 @@ t.test('a malformed Authorization header -> 401 invalid_request, whatever it hol
   }
 })
 
+t.test('the Bearer scheme is case-insensitive (RFC 7235): bearer, BEARER and BeArEr sign', async (t) => {
+  const { app } = await setup(t)
+  for (const scheme of ['bearer', 'BEARER', 'BeArEr']) {
+    const res = await sign(app, { authorization: `${scheme} ${signer.token}` })
+    t.equal(res.statusCode, 200, scheme)
+    t.equal(res.json().mqttPassword, EXAMPLE_PASSWORDS.hmacsha1, scheme)
+  }
+})
+
 t.test('an unknown or an expired token -> 401 invalid_token', async (t) => {
   const { app } = await setup(t)
   const unknown = await sign(app, bearer(makeToken('x', ['sign'], '*')))
