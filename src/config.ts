@@ -107,7 +107,7 @@ export const envSchema = z.object({
     .describe('MQTT-over-secure-WebSocket URL returned with the credentials, e.g. wss://mqtt-cn4.envisioniot.com/mqtt.'),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info').describe(`Log level: ${LOG_LEVELS.join(', ')}.`),
   AUTH_MODE: z.enum(AUTH_MODES, { error: `must be ${AUTH_MODES.join(', ')}` }).optional()
-    .describe('Access control: token (Authorization: Bearer, tokens from AUTH_TOKENS_FILE), mtls (device client certificates; tokens work too) or none (open). Default: token, or none while the bundled example store is served.'),
+    .describe('Access control: token (Authorization: Bearer, tokens from AUTH_TOKENS_FILE), mtls (device client certificates; tokens work too) or none (open). Default: mtls with TLS_CLIENT_CA_FILE, else token, or none on the bundled example store (by its content) when AUTH_TOKENS_FILE is unset too.'),
   AUTH_TOKENS_FILE: optionalText
     .describe('JSON file of API tokens, stored as SHA-256 hashes: { "tokens": [ { name, sha256, scopes, products, expires? } ] }. Reloaded on change and SIGHUP. Make entries with `enos-mqtt-signer token create`.'),
   RATE_LIMIT_PER_CALLER: whole('must be a whole number from 0 to 1000000', 0, 1_000_000, 6000)
@@ -151,6 +151,7 @@ export interface Config {
   /** The cache in front of a remote store; maxEntries 0 turns it off. */
   cache: { maxEntries: number, ttlMs: number, negativeTtlMs: number, staleMs: number }
   storeFile: string
+  /** STORE_FILE is unset: the bundled example's path is served (not proof of its content: see auth.exampleOpen). */
   isExampleStore: boolean
   storeWatch: boolean
   storeSettleMs: number
@@ -159,7 +160,10 @@ export interface Config {
   signMethod: SignMethod
   mqtt: { host: string, port: number, tls: boolean, websocketUrl: string | undefined } | undefined
   logLevel: (typeof LOG_LEVELS)[number]
-  /** The mode in force; `exampleOpen`: none because the bundled example store is served and AUTH_MODE is unset. */
+  /**
+   * The mode in force; `exampleOpen`: none because AUTH_MODE, AUTH_TOKENS_FILE and TLS_CLIENT_CA_FILE
+   * are unset and the example path is served, which the store must then prove by its content.
+   */
   auth: { mode: AuthMode, exampleOpen: boolean, tokensFile: string | undefined, mtlsIdentity: MtlsIdentity }
   rateLimit: { perCaller: number, perDevice: number, redisUrl: string | undefined }
   tls: { certFile: string, keyFile: string, clientCaFile: string | undefined } | undefined
@@ -177,32 +181,44 @@ export interface Config {
 const MQTT_DETAILS = ['MQTT_PORT', 'MQTT_TLS', 'MQTT_WEBSOCKET_URL'] as const
 
 /**
+ * The access mode with AUTH_MODE unset. A client CA or a token file means the operator wants
+ * access control: mtls (which accepts tokens too), or token. Otherwise token, or none while the
+ * bundled example store is served: the store plugin checks that its content really is the example.
+ */
+function defaultAuthMode (env: Readonly<Record<string, string | undefined>>): AuthMode {
+  if (env.TLS_CLIENT_CA_FILE !== undefined) return 'mtls'
+  if (env.AUTH_TOKENS_FILE !== undefined) return 'token'
+  return isExample(env) ? 'none' : 'token'
+}
+
+/**
  * The rules between the access variables, as lines of the one configuration message. A real
  * store with AUTH_MODE unset means token mode, so it needs a token file: the message names the
- * two ways out.
+ * two ways out. A setting that the mode in force would ignore is refused.
  */
 function accessProblems (env: Readonly<Record<string, string | undefined>>): string[] {
   const lines: string[] = []
-  const mode = env.AUTH_MODE ?? (isExample(env) ? 'none' : 'token')
+  const mode = env.AUTH_MODE ?? defaultAuthMode(env)
   if (mode === 'token' && env.AUTH_TOKENS_FILE === undefined) {
     lines.push(`  AUTH_TOKENS_FILE: is required with AUTH_MODE=token${env.AUTH_MODE === undefined ? ' (the default with a real store)' : ''}: ` +
       'create a token file (enos-mqtt-signer token create), or set AUTH_MODE=none to run the API open on purpose')
   }
+  if (mode === 'none' && env.AUTH_TOKENS_FILE !== undefined) lines.push('  AUTH_TOKENS_FILE: has no effect with AUTH_MODE=none (no token is asked for): unset AUTH_MODE to use it')
   if (mode === 'mtls') {
-    for (const name of ['TLS_CERT_FILE', 'TLS_KEY_FILE', 'TLS_CLIENT_CA_FILE']) if (env[name] === undefined) lines.push(`  ${name}: is required with AUTH_MODE=mtls`)
-  } else if (env.MTLS_IDENTITY !== undefined) {
-    lines.push('  MTLS_IDENTITY: has no effect without AUTH_MODE=mtls')
+    const why = env.AUTH_MODE === undefined ? ' (the default with TLS_CLIENT_CA_FILE)' : ''
+    for (const name of ['TLS_CERT_FILE', 'TLS_KEY_FILE', 'TLS_CLIENT_CA_FILE']) if (env[name] === undefined) lines.push(`  ${name}: is required with AUTH_MODE=mtls${why}`)
+  } else {
+    if (env.MTLS_IDENTITY !== undefined) lines.push('  MTLS_IDENTITY: has no effect without AUTH_MODE=mtls')
+    // Client certificates are checked only in mtls mode: in any other, one would be asked for and ignored.
+    if (env.TLS_CLIENT_CA_FILE !== undefined) lines.push(`  TLS_CLIENT_CA_FILE: has no effect with AUTH_MODE=${mode} (client certificates are checked with AUTH_MODE=mtls)`)
   }
   if ((env.TLS_CERT_FILE === undefined) !== (env.TLS_KEY_FILE === undefined) && mode !== 'mtls') {
     lines.push(`  ${env.TLS_CERT_FILE === undefined ? 'TLS_CERT_FILE' : 'TLS_KEY_FILE'}: is required with ${env.TLS_CERT_FILE === undefined ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'}`)
   }
-  if (env.TLS_CLIENT_CA_FILE !== undefined && env.TLS_CERT_FILE === undefined && mode !== 'mtls') {
-    lines.push('  TLS_CLIENT_CA_FILE: has no effect without TLS_CERT_FILE and TLS_KEY_FILE')
-  }
   return lines
 }
 
-/** The bundled example store is served: no STORE_FILE and no database. */
+/** The bundled example store's path is in use: no STORE_FILE and no database (whether it holds the example is checked on its content). */
 function isExample (env: Readonly<Record<string, string | undefined>>): boolean {
   return env.STORE_FILE === undefined && env.STORE !== 'postgres'
 }
@@ -216,6 +232,14 @@ function storeProblems (env: Readonly<Record<string, string | undefined>>): stri
   const postgres = env.STORE === 'postgres'
   const unused = postgres ? FILE_ONLY : DATABASE_ONLY
   return unused.filter((name) => env[name] !== undefined).map((name) => `  ${name}: has no effect with STORE=${postgres ? 'postgres' : 'file'}`)
+}
+
+/** Without STORE_WATCH nothing is reloaded by itself: only SIGHUP reloads, which neither polls nor holds a shrinking file. */
+function watchProblems (env: Readonly<Record<string, string | undefined>>): string[] {
+  const watch = envSchema.shape.STORE_WATCH.safeParse(env.STORE_WATCH)
+  if (!watch.success || watch.data) return []
+  const unused = env.STORE === 'postgres' ? ['STORE_POLL_MS'] : ['STORE_POLL_MS', 'STORE_MAX_SHRINK_PERCENT']
+  return unused.filter((name) => env[name] !== undefined).map((name) => `  ${name}: has no effect with STORE_WATCH=false (only SIGHUP reloads then)`)
 }
 
 /** Thrown by {@link loadConfig}; the message names every bad variable, one per line, never a value. */
@@ -236,11 +260,11 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
     // Broker settings without a broker would be silently ignored: say so instead.
     for (const name of MQTT_DETAILS) if (present[name] !== undefined) lines.push(`  ${name}: has no effect without MQTT_HOST`)
   }
-  lines.push(...storeProblems(present), ...accessProblems(present))
+  lines.push(...storeProblems(present), ...watchProblems(present), ...accessProblems(present))
   if (!result.success || lines.length > 0) throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`)
   const e = result.data
-  const isExampleStore = e.STORE_FILE === undefined && e.STORE !== 'postgres'
-  const authMode: AuthMode = e.AUTH_MODE ?? (isExampleStore ? 'none' : 'token')
+  const isExampleStore = isExample(present)
+  const authMode: AuthMode = e.AUTH_MODE ?? defaultAuthMode(present)
   return Object.freeze({
     port: e.PORT,
     host: e.HOST,
@@ -258,7 +282,7 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
       ? undefined
       : Object.freeze({ host: e.MQTT_HOST, port: e.MQTT_PORT, tls: e.MQTT_TLS, websocketUrl: e.MQTT_WEBSOCKET_URL }),
     logLevel: e.LOG_LEVEL,
-    auth: Object.freeze({ mode: authMode, exampleOpen: e.AUTH_MODE === undefined && isExampleStore, tokensFile: e.AUTH_TOKENS_FILE, mtlsIdentity: e.MTLS_IDENTITY }),
+    auth: Object.freeze({ mode: authMode, exampleOpen: e.AUTH_MODE === undefined && authMode === 'none', tokensFile: e.AUTH_TOKENS_FILE, mtlsIdentity: e.MTLS_IDENTITY }),
     rateLimit: Object.freeze({ perCaller: e.RATE_LIMIT_PER_CALLER, perDevice: e.RATE_LIMIT_PER_DEVICE, redisUrl: e.RATE_LIMIT_REDIS_URL }),
     tls: e.TLS_CERT_FILE === undefined || e.TLS_KEY_FILE === undefined
       ? undefined

@@ -50,7 +50,7 @@ export async function start (env: NodeJS.ProcessEnv, onReload: (reload: () => vo
   await app.listen({ port: config.port, host: config.host })
   const { mode, exampleOpen } = config.auth
   if (exampleOpen) {
-    app.log.warn({ authMode: mode }, 'AUTH_MODE unset with the bundled example store: the API runs open (anyone who can reach this port can sign for the example devices); set STORE_FILE and AUTH_TOKENS_FILE for real devices')
+    app.log.warn({ authMode: mode }, 'AUTH_MODE unset with the bundled example store: the API runs open (anyone who can reach this port can sign for the example devices); set AUTH_TOKENS_FILE for access control, and STORE_FILE for real devices')
   } else if (mode === 'none') {
     app.log.warn({ authMode: mode }, 'AUTH_MODE=none: anyone who can reach this port can get credentials; keep the service on a private network')
   } else {

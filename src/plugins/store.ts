@@ -6,7 +6,8 @@ import { createCachedStore } from '../store/cached-store.js'
 import { createFileStore } from '../store/file-store.js'
 import { SchemaError, migrate } from '../store/migrations.js'
 import { createPool, createPostgresStore, describePgError } from '../store/postgres-store.js'
-import type { DeviceStore } from '../store/store.js'
+import { isExampleDevices } from '../store/example-devices.js'
+import type { Device, DeviceStore } from '../store/store.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -36,6 +37,8 @@ async function openFile (app: FastifyInstance, config: Readonly<Config>, log: Fa
     settleMs: config.storeSettleMs,
     pollMs: config.storePollMs,
     maxShrinkPercent: config.storeMaxShrinkPercent,
+    // Open by default only on the example's content: whatever else is at its path (a mounted volume) is refused, at startup and on reload.
+    ...(config.auth.exampleOpen && { accept: notTheExample }),
     log,
     onReload: (outcome) => { app.metrics.storeReloaded('file', outcome) }
   })
@@ -43,6 +46,12 @@ async function openFile (app: FastifyInstance, config: Readonly<Config>, log: Fa
     log.warn({ path: config.storeFile }, 'serving the bundled example store: set STORE_FILE to your own devices')
   }
   return store
+}
+
+function notTheExample (devices: ReadonlyMap<string, Device>): string | undefined {
+  if (isExampleDevices(devices)) return undefined
+  return `is not the bundled example store (it holds ${devices.size} devices), and with AUTH_MODE unset it would be served open: ` +
+    'set AUTH_TOKENS_FILE (access by token), or AUTH_MODE=none to run open on purpose'
 }
 
 /** PostgreSQL, migrated first when STORE_MIGRATE=true, behind the cache unless CACHE_MAX_ENTRIES=0. */

@@ -18,6 +18,8 @@ export interface FileStoreOptions {
   pollMs?: number
   /** A reload by itself that would remove more than this share of the devices is held until reload() (SIGHUP). */
   maxShrinkPercent?: number
+  /** A rule every version must pass, at startup and on each reload: a problem it returns refuses that version. */
+  accept?: (devices: ReadonlyMap<string, Device>) => string | undefined
   /** Called after every reload attempt with its outcome (tests wait on it). */
   onReload?: (outcome: ReloadOutcome, err?: Error) => void
 }
@@ -36,11 +38,11 @@ type Index = Map<string, Device>
  * @throws DeviceFileError when the file cannot be read or holds a bad entry: startup must stop.
  */
 export async function createFileStore (options: FileStoreOptions): Promise<FileStore> {
-  const { path, maxShrinkPercent = 0 } = options
+  const { path, maxShrinkPercent = 0, accept } = options
   const file = await watchedFile<Index>({
     ...options,
     label: 'device store',
-    parse: async (read) => parse(path, read),
+    parse: async (read) => parse(path, read, accept),
     // The shrink guard: a file caught mid-write at a line end is valid, only shorter.
     async hold (current, next) {
       const removed = await countRemoved(current, next)
@@ -90,11 +92,14 @@ const NO_BYTES = Buffer.alloc(0)
  * decoded the bytes to text), `read` lets go of the bytes: a large file is not held twice, as
  * bytes and as text, through the whole parse.
  */
-async function parse (path: string, read: StoreFileRead): Promise<Index> {
+async function parse (path: string, read: StoreFileRead, accept: FileStoreOptions['accept']): Promise<Index> {
   const parsing = parseDeviceFile(read.bytes, formatOf(path))
   read.bytes = NO_BYTES
   try {
-    return await parsing
+    const index = await parsing
+    const problem = accept?.(index)
+    if (problem !== undefined) throw new DeviceFileError([problem])
+    return index
   } catch (err) {
     // Anything but a DeviceFileError (V8's Map size limit at ~16.7M devices, a bug) keeps its own message.
     const problems = err instanceof DeviceFileError ? err.problems : [String((err as Error).message)]

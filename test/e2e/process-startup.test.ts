@@ -5,7 +5,7 @@ import { EXAMPLE_STORE_FILE } from '../../src/config.js'
 import { EXAMPLE_PASSWORDS, makeToken, writeTokenFile } from '../helper.js'
 import { CHILD_BUDGET_MS, run, sign, start, waitFor } from './process-helper.js'
 
-t.setTimeout(5 * CHILD_BUDGET_MS)
+t.setTimeout(7 * CHILD_BUDGET_MS)
 
 const example = { productKey: '123', deviceKey: 'test', clientId: '123', timestamp: '1524448722000' }
 
@@ -29,6 +29,18 @@ t.test('a real store with a token file: access control by token, and the log say
   const res = await fetch(`http://127.0.0.1:${server.port}/sign`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token.token}` }, body: JSON.stringify(example) })
   t.equal(res.status, 200)
   t.notMatch(server.output(), token.token)
+  server.child.kill('SIGTERM')
+  t.same(await server.exit, [0, null])
+})
+
+t.test('AUTH_TOKENS_FILE without STORE_FILE: the example store is served by token, not open', async (t) => {
+  const token = makeToken('factory', ['sign'], ['123'])
+  const server = await start(t, { AUTH_MODE: '', AUTH_TOKENS_FILE: writeTokenFile(t, [token]) })
+  const [mode] = await waitFor(server, /access control: token|the API runs open/)
+  t.equal(mode, 'access control: token')
+  t.equal((await sign(server.port, example)).status, 401, 'no token: refused')
+  const res = await fetch(`http://127.0.0.1:${server.port}/sign`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token.token}` }, body: JSON.stringify(example) })
+  t.equal(res.status, 200)
   server.child.kill('SIGTERM')
   t.same(await server.exit, [0, null])
 })

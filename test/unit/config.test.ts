@@ -39,7 +39,7 @@ t.test('every variable is read and converted', async (t) => {
     PORT: '9000',
     HOST: '0.0.0.0',
     STORE_FILE: '/data/devices.csv',
-    STORE_WATCH: 'false',
+    STORE_WATCH: 'on',
     STORE_SETTLE_MS: '0',
     STORE_POLL_MS: '500',
     STORE_MAX_SHRINK_PERCENT: '25',
@@ -65,7 +65,7 @@ t.test('every variable is read and converted', async (t) => {
     host: '0.0.0.0',
     storeFile: '/data/devices.csv',
     isExampleStore: false,
-    storeWatch: false,
+    storeWatch: true,
     storeSettleMs: 0,
     storePollMs: 500,
     storeMaxShrinkPercent: 25,
@@ -134,12 +134,42 @@ t.test('the bundled example store runs open while AUTH_MODE is unset, and obeys 
   t.same(loadConfig({ AUTH_MODE: 'token', AUTH_TOKENS_FILE: '/t.json' }).auth, { mode: 'token', exampleOpen: false, tokensFile: '/t.json', mtlsIdentity: 'deviceKey' })
 })
 
+t.test('with AUTH_MODE unset, a token file or a client CA asks for access control, on the example store too', async (t) => {
+  const tls = { TLS_CERT_FILE: '/tls/cert.pem', TLS_KEY_FILE: '/tls/key.pem' }
+  t.same(loadConfig({ AUTH_TOKENS_FILE: '/t.json' }).auth, { mode: 'token', exampleOpen: false, tokensFile: '/t.json', mtlsIdentity: 'deviceKey' }, 'a token file: token')
+  t.match(loadConfig({ ...tls, TLS_CLIENT_CA_FILE: '/tls/ca.pem' }).auth, { mode: 'mtls', exampleOpen: false, tokensFile: undefined }, 'a client CA: mtls')
+  t.match(loadConfig({ ...tls, TLS_CLIENT_CA_FILE: '/tls/ca.pem', AUTH_TOKENS_FILE: '/t.json' }).auth, { mode: 'mtls', exampleOpen: false, tokensFile: '/t.json' }, 'both: mtls, which takes tokens too')
+  t.match(loadConfig({ STORE_FILE: '/d.csv', ...tls, TLS_CLIENT_CA_FILE: '/tls/ca.pem' }).auth, { mode: 'mtls' }, 'a client CA with a real store: mtls, no token file needed')
+  t.throws(() => loadConfig({ TLS_CLIENT_CA_FILE: '/tls/ca.pem' }), {
+    message: 'Invalid configuration:\n  TLS_CERT_FILE: is required with AUTH_MODE=mtls (the default with TLS_CLIENT_CA_FILE)\n  TLS_KEY_FILE: is required with AUTH_MODE=mtls (the default with TLS_CLIENT_CA_FILE)'
+  })
+  t.match(loadConfig({ STORE_FILE: '/d.csv', AUTH_MODE: 'none' }).auth, { mode: 'none', exampleOpen: false }, 'open on purpose is not the example\'s open default')
+})
+
+t.test('a setting that has no effect in the mode in force stops startup', async (t) => {
+  const tls = { TLS_CERT_FILE: '/tls/cert.pem', TLS_KEY_FILE: '/tls/key.pem' }
+  t.throws(() => loadConfig({ AUTH_MODE: 'none', AUTH_TOKENS_FILE: '/t.json', ...tls, TLS_CLIENT_CA_FILE: '/tls/ca.pem', MTLS_IDENTITY: 'deviceKey' }), {
+    message: 'Invalid configuration:\n' +
+      '  AUTH_TOKENS_FILE: has no effect with AUTH_MODE=none (no token is asked for): unset AUTH_MODE to use it\n' +
+      '  MTLS_IDENTITY: has no effect without AUTH_MODE=mtls\n' +
+      '  TLS_CLIENT_CA_FILE: has no effect with AUTH_MODE=none (client certificates are checked with AUTH_MODE=mtls)'
+  })
+  t.throws(() => loadConfig({ AUTH_MODE: 'token', AUTH_TOKENS_FILE: '/t.json', ...tls, TLS_CLIENT_CA_FILE: '/tls/ca.pem' }), {
+    message: 'Invalid configuration:\n  TLS_CLIENT_CA_FILE: has no effect with AUTH_MODE=token (client certificates are checked with AUTH_MODE=mtls)'
+  })
+  t.throws(() => loadConfig({ STORE_WATCH: 'false', STORE_POLL_MS: '500', STORE_MAX_SHRINK_PERCENT: '10', STORE_SETTLE_MS: '100' }), {
+    message: 'Invalid configuration:\n  STORE_POLL_MS: has no effect with STORE_WATCH=false (only SIGHUP reloads then)\n  STORE_MAX_SHRINK_PERCENT: has no effect with STORE_WATCH=false (only SIGHUP reloads then)'
+  }, 'STORE_SETTLE_MS still rules how long SIGHUP waits out a file being written')
+  t.throws(() => loadConfig({ STORE: 'postgres', AUTH_MODE: 'none', STORE_WATCH: 'false', STORE_POLL_MS: '500' }), { message: 'Invalid configuration:\n  STORE_POLL_MS: has no effect with STORE_WATCH=false (only SIGHUP reloads then)' })
+  t.equal(loadConfig({ STORE_WATCH: 'true', STORE_POLL_MS: '500' }).storePollMs, 500)
+})
+
 t.test('TLS needs its certificate and key together; mtls needs all three files; MTLS_IDENTITY needs mtls', async (t) => {
   const tls = { TLS_CERT_FILE: '/tls/cert.pem', TLS_KEY_FILE: '/tls/key.pem' }
   t.same(loadConfig(tls).tls, { certFile: '/tls/cert.pem', keyFile: '/tls/key.pem', clientCaFile: undefined })
   t.throws(() => loadConfig({ TLS_CERT_FILE: '/tls/cert.pem' }), { message: 'Invalid configuration:\n  TLS_KEY_FILE: is required with TLS_CERT_FILE' })
   t.throws(() => loadConfig({ TLS_KEY_FILE: '/tls/key.pem' }), { message: 'Invalid configuration:\n  TLS_CERT_FILE: is required with TLS_KEY_FILE' })
-  t.throws(() => loadConfig({ TLS_CLIENT_CA_FILE: '/tls/ca.pem' }), { message: /TLS_CLIENT_CA_FILE: has no effect without TLS_CERT_FILE and TLS_KEY_FILE/ })
+  t.throws(() => loadConfig({ AUTH_MODE: 'token', AUTH_TOKENS_FILE: '/t.json', TLS_CLIENT_CA_FILE: '/tls/ca.pem' }), { message: /TLS_CLIENT_CA_FILE: has no effect with AUTH_MODE=token/ })
   t.throws(() => loadConfig({ AUTH_MODE: 'mtls' }), {
     message: 'Invalid configuration:\n  TLS_CERT_FILE: is required with AUTH_MODE=mtls\n  TLS_KEY_FILE: is required with AUTH_MODE=mtls\n  TLS_CLIENT_CA_FILE: is required with AUTH_MODE=mtls'
   })
