@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
 import { MTLS_IDENTITIES, type MtlsIdentity } from './auth/certificate.js'
 import { DEFAULT_SIGN_METHOD, SIGN_METHOD_NAMES, normalizeSignMethod, type SignMethod } from './core/sign-method.js'
+import { isServiceLink, unknownSettings } from './unknown-settings.js'
 
 const AUTH_MODES = ['token', 'mtls', 'none'] as const
 const STORES = ['file', 'postgres'] as const
@@ -242,6 +243,20 @@ function watchProblems (env: Readonly<Record<string, string | undefined>>): stri
   return unused.filter((name) => env[name] !== undefined).map((name) => `  ${name}: has no effect with STORE_WATCH=false (only SIGHUP reloads then)`)
 }
 
+/** Every variable this package reads: the service's, and the command line's own (src/cli). */
+const KNOWN_NAMES = [...Object.keys(envSchema.shape), 'ENOS_SIGNER_TOKEN']
+
+/**
+ * A setting of ours that holds a Kubernetes service link (`MQTT_PORT=tcp://10.0.0.1:1883`, from
+ * a Service named mqtt) is named as such and taken out of `env`, instead of being read as a bad port.
+ */
+function serviceLinkProblems (env: Record<string, string | undefined>): string[] {
+  const names = Object.keys(envSchema.shape).filter((name) => isServiceLink(name, env[name]))
+  for (const name of names) delete env[name]
+  return names.map((name) => `  ${name}: holds a Kubernetes service link (tcp://address:port of a Service named ${name.slice(0, -'_PORT'.length).toLowerCase()}), not a port: ` +
+    'set enableServiceLinks: false in the pod spec')
+}
+
 /** Thrown by {@link loadConfig}; the message names every bad variable, one per line, never a value. */
 export class ConfigError extends Error {
   override name = 'ConfigError'
@@ -254,8 +269,10 @@ export class ConfigError extends Error {
 export function loadConfig (env: Readonly<Record<string, string | undefined>>): Readonly<Config> {
   // An empty variable (`PORT=`) counts as unset, as in most shells' `${VAR:-default}`.
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''))
+  const links = serviceLinkProblems(present)
   const result = envSchema.safeParse(present)
   const lines = result.success ? [] : result.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`)
+  lines.push(...links, ...unknownSettings(present, KNOWN_NAMES))
   if (present.MQTT_HOST === undefined) {
     // Broker settings without a broker would be silently ignored: say so instead.
     for (const name of MQTT_DETAILS) if (present[name] !== undefined) lines.push(`  ${name}: has no effect without MQTT_HOST`)

@@ -5,7 +5,7 @@ import { EXAMPLE_STORE_FILE } from '../../src/config.js'
 import { EXAMPLE_PASSWORDS, makeToken, writeTokenFile } from '../helper.js'
 import { CHILD_BUDGET_MS, run, sign, start, waitFor } from './process-helper.js'
 
-t.setTimeout(7 * CHILD_BUDGET_MS)
+t.setTimeout(8 * CHILD_BUDGET_MS)
 
 const example = { productKey: '123', deviceKey: 'test', clientId: '123', timestamp: '1524448722000' }
 
@@ -64,4 +64,11 @@ t.test('a bad store file stops startup naming the file and line', async (t) => {
   t.equal((await proc.exit)[0], 1)
   t.match(proc.output(), /devices\.csv: line 3: duplicate device/)
   t.notMatch(proc.output(), /topsecret|othersecret/)
+})
+
+t.test('a misspelt variable stops startup naming it and the setting it probably meant, whatever else the environment holds', async (t) => {
+  // run() passes this process's whole environment (the shell's, npm's, tap's): none of it may trip the check.
+  const proc = run(t, { AUTH_MODE: '', STORE_FIEL: '/data/devices.csv' })
+  t.equal((await proc.exit)[0], 1)
+  t.match(proc.output(), /\nenos-mqtt-signer: Invalid configuration:\n {2}STORE_FIEL: is not a setting of this service; did you mean STORE_FILE\?\n$/)
 })

@@ -303,3 +303,20 @@ t.test('bad database settings are named, without the URL and its password; setti
     message: 'Invalid configuration:\n  STORE_FILE: has no effect with STORE=postgres\n  STORE_MAX_SHRINK_PERCENT: has no effect with STORE=postgres'
   })
 })
+
+t.test('a variable close to a setting stops startup, naming the setting it probably meant; the value is not echoed', async (t) => {
+  t.throws(() => loadConfig({ STORE_FIEL: '/data/devices.csv', PGHOST: 'db', NODE_ENV: 'production', HOSTNAME: 'pod-1' }), {
+    message: 'Invalid configuration:\n  STORE_FIEL: is not a setting of this service; did you mean STORE_FILE?'
+  })
+  const err = t.throws(() => loadConfig({ PORT: 'x', AUTH_TOKEN_FILE: '/secret/tokens.json' })) as Error
+  t.match(err.message, /PORT: must be a port number[\s\S]*AUTH_TOKEN_FILE: is not a setting of this service; did you mean AUTH_TOKENS_FILE\?/, 'listed with the other problems')
+  t.notMatch(err.message, /secret/)
+})
+
+t.test('MQTT_PORT holding a Kubernetes service link (a Service named mqtt) is named as one, with the way out', async (t) => {
+  const links = { MQTT_PORT: 'tcp://10.0.0.1:1883', MQTT_SERVICE_HOST: '10.0.0.1', MQTT_SERVICE_PORT: '1883', MQTT_PORT_1883_TCP: 'tcp://10.0.0.1:1883', MQTT_PORT_1883_TCP_ADDR: '10.0.0.1' }
+  const message = 'Invalid configuration:\n  MQTT_PORT: holds a Kubernetes service link (tcp://address:port of a Service named mqtt), not a port: set enableServiceLinks: false in the pod spec'
+  t.throws(() => loadConfig(links), { message }, 'without MQTT_HOST')
+  t.throws(() => loadConfig({ ...links, MQTT_HOST: 'mqtt-cn4.envisioniot.com' }), { message }, 'and with it')
+  t.equal(loadConfig({ MQTT_HOST: 'h', MQTT_SERVICE_HOST: '10.0.0.1', MQTT_PORT_1883_TCP: 'tcp://10.0.0.1:1883' }).mqtt?.port, 8883, 'the other link variables are left alone')
+})
