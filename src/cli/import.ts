@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises'
 import { Command, Option } from 'commander'
 import type pg from 'pg'
 import { from as copyFrom } from 'pg-copy-streams'
-import { CSV_HEADER_RULE, DeviceFileError, formatOf, parseDeviceFile, readCsvHeader, readCsvLine, type DeviceFileFormat } from '../store/device-file.js'
+import { CSV_HEADER_RULE, CSV_LINE_TOO_LONG, DeviceFileError, MAX_CSV_LINE, formatOf, parseDeviceFile, readCsvHeader, readCsvLine, type DeviceFileFormat } from '../store/device-file.js'
 import { findInvalidUtf8 } from '../store/find-invalid-utf8.js'
 import type { Device } from '../store/store.js'
 import { databaseUrlOption, openDatabase, reportFailure } from './database.js'
@@ -126,19 +126,18 @@ function copyRow (line: number, device: Device): string {
   return `${line}\t${escape(device.productKey)}\t${escape(device.deviceKey)}\t${escape(device.deviceSecret)}\t${device.enabled ? 't' : 'f'}\n`
 }
 
-/** Bytes that are not UTF-8, at a line of the file. */
-class NotUtf8Error extends Error {
-  readonly line: number
-  constructor (line: number, column: number) {
-    super(`line ${line}: the file is not valid UTF-8 (first bad byte at column ${column}); save it as UTF-8`)
-    this.line = line
-  }
+/** A line that stops the reading of the file: its bytes are not UTF-8, or it is too long to be a device. */
+class LineError extends Error {}
+
+function notUtf8 (line: number, column: number): LineError {
+  return new LineError(`line ${line}: the file is not valid UTF-8 (first bad byte at column ${column}); save it as UTF-8`)
 }
 
 /**
  * The lines of a file as the file store splits them (on LF, a CR before it dropped), decoded as
  * strict UTF-8 a chunk at a time; the last item is what follows the last newline ('' when the file ends with one).
- * @throws NotUtf8Error naming the line of the first byte that is not UTF-8.
+ * A line is held only up to MAX_CSV_LINE characters (plus one chunk): a 30 MB quote left open is not.
+ * @throws LineError naming the line of the first byte that is not UTF-8, or of a line too long.
  */
 async function * fileLines (path: string): AsyncGenerator<string> {
   const decoder = new TextDecoder('utf-8', { fatal: true })
@@ -152,11 +151,12 @@ async function * fileLines (path: string): AsyncGenerator<string> {
       // The file store's search for the bad byte, in this chunk. The decoder failed on a byte of this chunk,
       // so the search finds that one or an earlier one (the end of a character begun in the previous chunk).
       const bad = findInvalidUtf8(chunk) as { line: number, column: number }
-      throw new NotUtf8Error(linesBefore + bad.line, bad.column)
+      throw notUtf8(linesBefore + bad.line, bad.column)
     }
     const parts = (rest + text).split('\n')
     rest = parts.pop() as string
     linesBefore += parts.length
+    if (rest.length > MAX_CSV_LINE) throw new LineError(`line ${linesBefore + 1}: ${CSV_LINE_TOO_LONG}`)
     for (const part of parts) yield part.endsWith('\r') ? part.slice(0, -1) : part
   }
   yield rest + decoder.decode()
@@ -196,7 +196,7 @@ async function * csvRows (path: string, read: ReadState, progress: Progress, sig
       }
     }
   } catch (err) {
-    if (!(err instanceof NotUtf8Error)) throw err
+    if (!(err instanceof LineError)) throw err
     addProblems(read, [err.message])
     return
   }

@@ -165,7 +165,8 @@ function newlinesIn (record: readonly string[]): number {
 }
 
 async function * readCsv (input: Readable): AsyncGenerator<InputRecord> {
-  const parser = parse({ bom: true, info: true, relax_column_count: true, skip_empty_lines: true, record_delimiter: ['\r\n', '\n'] })
+  // max_record_size: a quote left open would otherwise hold the rest of the input (all of stdin) as one field.
+  const parser = parse({ bom: true, info: true, relax_column_count: true, skip_empty_lines: true, record_delimiter: ['\r\n', '\n'], max_record_size: MAX_LINE_BYTES })
   // A read error of the input destroys the parser with it, which ends the loop below with that error.
   pipeline(input, parser, () => {})
   let columns: CsvField[] | undefined

@@ -196,6 +196,7 @@ function * readCsv (text: string, problems: Problems): Generator<Found> {
  * @returns the number of columns (3, or 4 with enabled), or undefined when it is not a valid header.
  */
 export function readCsvHeader (line: string): number | undefined {
+  if (line.length > MAX_CSV_LINE) return undefined
   const columns = (splitCsvLine(line)?.map((name) => name.trim()) ?? []).join(',')
   if (columns === CSV_HEADERS[0]) return 3
   if (columns === CSV_HEADERS[1]) return 4
@@ -206,10 +207,25 @@ export function readCsvHeader (line: string): number | undefined {
 export const CSV_HEADER_RULE = `the header must be ${CSV_HEADERS.join(' or ')}`
 
 /**
+ * The longest CSV line of a device file, in characters: two keys of 64, a secret of 256 (512 with
+ * its quotes doubled), the enabled flag, quotes and commas need well under 1 KiB. A longer line
+ * (a quote left open, or not a device file) is refused before it is split, and the import stops
+ * reading a file at such a line rather than holding it.
+ */
+export const MAX_CSV_LINE = 8192
+
+/** What a line longer than MAX_CSV_LINE is told, after `line N: `. */
+export const CSV_LINE_TOO_LONG = `is longer than ${MAX_CSV_LINE} characters, which no device line is (a quote left open?)`
+
+/**
  * Reads one data line of a device CSV file by the rules of the file store (a blank line is skipped).
  * @returns the device, or undefined after pushing `line N: ...` problems (or for a blank line).
  */
 export function readCsvLine (line: string, columns: number, lineNumber: number, problems: Array<string | Duplicate>): Device | undefined {
+  if (line.length > MAX_CSV_LINE) {
+    problems.push(`line ${lineNumber}: ${CSV_LINE_TOO_LONG}`)
+    return undefined
+  }
   if (line.trim() === '') return undefined
   const fields = splitCsvLine(line)
   if (fields === undefined || fields.length !== columns) {

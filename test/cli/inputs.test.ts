@@ -56,6 +56,21 @@ t.test('CSV: a bad header, an empty input or broken quoting is a UsageError', as
   await t.rejects(readAll('productKey,deviceKey\nP,"d"x\n', 'csv'), { name: 'UsageError', message: /the input is not valid CSV: Invalid Closing Quote.*line 2/ })
 })
 
+t.test('CSV: a record longer than MAX_LINE_BYTES (a quote left open) is a UsageError naming its line, read in bounded memory', async (t) => {
+  const piece = Buffer.alloc(64 * 1024, 'a')
+  async function * openQuote (): AsyncGenerator<Buffer> {
+    yield Buffer.from('productKey,deviceKey\nP,d1\nP,"')
+    for (let i = 0; i < 256; i++) yield piece
+  }
+  const before = process.resourceUsage().maxRSS * 1024
+  const records: InputRecord[] = []
+  const reading = (async () => { for await (const batch of readInput(Readable.from(openQuote()), 'csv')) records.push(...batch) })()
+  await t.rejects(reading, { name: 'UsageError', message: /^the input is not valid CSV: .*65536.* line 3/ })
+  const grown = process.resourceUsage().maxRSS * 1024 - before
+  t.ok(grown < 32 * 1024 * 1024, `peak memory grew by ${(grown / 1024 / 1024).toFixed(1)} MiB for 16 MiB in one open quote`)
+  t.equal((await readAll(`productKey,deviceKey,reference\nP,d1,"${'r'.repeat(60_000)}"\n`, 'csv')).length, 1, 'a record under the bound is read')
+})
+
 t.test('CSV: a read error of the input ends the records with that error', async (t) => {
   const input = new PassThrough()
   // The parser holds the last record of what it has until more arrives: two, so that one comes out.

@@ -182,6 +182,19 @@ t.test('quoted CSV fields may hold commas and "" escapes', async (t) => {
   t.same(index.get('dev2&pk'), { productKey: 'pk', deviceKey: 'dev2', deviceSecret: 'x', enabled: true })
 })
 
+t.test('a CSV line longer than 8192 characters (a quote left open) is refused by its number, in bounded memory', async (t) => {
+  const open = `productKey,deviceKey,deviceSecret\npk,d1,${SECRET}\npk,d2,"${'a'.repeat(16 * 1024 * 1024)}\npk,d3,${SECRET}\n`
+  const before = process.resourceUsage().maxRSS * 1024
+  const err = await problemsOf(open, 'csv')
+  const grown = process.resourceUsage().maxRSS * 1024 - before
+  t.same(err.problems, ['line 3: is longer than 8192 characters, which no device line is (a quote left open?)'])
+  t.ok(grown < 64 * 1024 * 1024, `peak memory grew by ${(grown / 1024 / 1024).toFixed(1)} MiB for a 16 MiB line`)
+  t.equal((await parseDeviceFile(`productKey,deviceKey,deviceSecret\npk,d1,"${'b'.repeat(8000)}"\n`, 'csv').catch((e: DeviceFileError) => e.problems)).toString(),
+    `line 2: deviceSecret must be ${SECRET_RULE}`, 'a line of 8192 characters or fewer is read by the field rules')
+  const header = await problemsOf(`"${'p'.repeat(9000)}\npk,d1,${SECRET}\n`, 'csv')
+  t.same(header.problems, ['line 1: the header must be productKey,deviceKey,deviceSecret or productKey,deviceKey,deviceSecret,enabled'], 'a header that long is no header')
+})
+
 t.test('a CSV file with only a header lists no devices', async (t) => {
   t.equal((await parseDeviceFile(CSV_HEADER, 'csv')).size, 0)
   t.equal((await parseDeviceFile('productKey,deviceKey,deviceSecret\r\n', 'csv')).size, 0, 'CRLF')
