@@ -243,8 +243,8 @@ function watchProblems (env: Readonly<Record<string, string | undefined>>): stri
   return unused.filter((name) => env[name] !== undefined).map((name) => `  ${name}: has no effect with STORE_WATCH=false (only SIGHUP reloads then)`)
 }
 
-/** Every variable this package reads: the service's, and the command line's own (src/cli). */
-const KNOWN_NAMES = [...Object.keys(envSchema.shape), 'ENOS_SIGNER_TOKEN']
+/** Every variable this package reads: the service's, the command line's own (src/cli) and the device examples' (examples/device). */
+const KNOWN_NAMES = [...Object.keys(envSchema.shape), 'ENOS_SIGNER_TOKEN', 'SIGNER_URL', 'SIGNER_TOKEN', 'MQTT_CA_FILE', 'PRODUCT_KEY', 'DEVICE_KEY']
 
 /**
  * A setting of ours that holds a Kubernetes service link (`MQTT_PORT=tcp://10.0.0.1:1883`, from

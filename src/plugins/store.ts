@@ -50,7 +50,7 @@ async function openFile (app: FastifyInstance, config: Readonly<Config>, log: Fa
 
 function notTheExample (devices: ReadonlyMap<string, Device>): string | undefined {
   if (isExampleDevices(devices)) return undefined
-  return `is not the bundled example store (it holds ${devices.size} devices), and with AUTH_MODE unset it would be served open: ` +
+  return `is not the bundled example store (it holds ${devices.size} device${devices.size === 1 ? '' : 's'}), and with AUTH_MODE unset it would be served open: ` +
     'set AUTH_TOKENS_FILE (access by token), or AUTH_MODE=none to run open on purpose'
 }
 

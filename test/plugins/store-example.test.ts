@@ -50,7 +50,7 @@ t.test('other devices at the example path with AUTH_MODE unset stop startup: the
   writeFileSync(path, REAL_DEVICES)
   await t.rejects(build(t, path), {
     name: 'DeviceFileError',
-    message: `${path}: is not the bundled example store (it holds 1 devices), and with AUTH_MODE unset it would be served open: set AUTH_TOKENS_FILE (access by token), or AUTH_MODE=none to run open on purpose`
+    message: `${path}: is not the bundled example store (it holds 1 device), and with AUTH_MODE unset it would be served open: set AUTH_TOKENS_FILE (access by token), or AUTH_MODE=none to run open on purpose`
   })
   const tampered = EXAMPLE_DEVICES.map((d) => ({ ...d, enabled: true }))
   writeFileSync(join(dir, 'enabled.json'), JSON.stringify({ devices: tampered }))
@@ -71,7 +71,7 @@ t.test('a reload that would put other devices in place of the served example is 
   t.equal((await app.inject({ method: 'POST', url: '/sign', payload: { ...example, productKey: 'Pk000001', deviceKey: 'meter-1' } })).statusCode, 404, 'the new device is not served')
   t.equal((await app.inject({ method: 'POST', url: '/sign', payload: example })).statusCode, 200, 'the example still is')
   const ready = (await app.inject({ method: 'GET', url: '/readyz' })).json()
-  t.match(ready, { store: { devices: 4, lastReloadError: { message: /is not the bundled example store \(it holds 1 devices\)/ } } })
+  t.match(ready, { store: { devices: 4, lastReloadError: { message: /is not the bundled example store \(it holds 1 device\)/ } } })
   const failed = sink.lines().find((line) => line.msg === 'device store reload failed; still serving the previous version')
   t.match(failed, { level: 50, problem: /is not the bundled example store/ })
   t.notMatch(sink.raw(), /r3alS3cret/, 'no secret of the refused file in the log')

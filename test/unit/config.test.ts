@@ -311,6 +311,7 @@ t.test('a variable close to a setting stops startup, naming the setting it proba
   const err = t.throws(() => loadConfig({ PORT: 'x', AUTH_TOKEN_FILE: '/secret/tokens.json' })) as Error
   t.match(err.message, /PORT: must be a port number[\s\S]*AUTH_TOKEN_FILE: is not a setting of this service; did you mean AUTH_TOKENS_FILE\?/, 'listed with the other problems')
   t.notMatch(err.message, /secret/)
+  t.equal(loadConfig({ MQTT_CA_FILE: 'ca.pem', SIGNER_URL: 'http://127.0.0.1:8080', ENOS_SIGNER_TOKEN: 't' }).port, 8080, 'the variables of the CLI and the device examples pass')
 })
 
 t.test('MQTT_PORT holding a Kubernetes service link (a Service named mqtt) is named as one, with the way out', async (t) => {
