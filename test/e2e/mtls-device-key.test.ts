@@ -1,7 +1,5 @@
 // MTLS_IDENTITY=deviceKey on a real TLS listener: refused while the store holds a deviceKey in two products (file at startup and reload, PostgreSQL at startup and per request).
-import { once } from 'node:events'
 import { rename, writeFile } from 'node:fs/promises'
-import { request } from 'node:https'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
@@ -10,7 +8,8 @@ import { loadConfig } from '../../src/config.js'
 import { FIXED_NOW, makeToken, tempDir, writeTokenFile } from '../helper.js'
 import { createDeviceDatabase, startPostgres } from '../pg-helper.js'
 import { CHILD_BUDGET_MS, run, waitFor } from './process-helper.js'
-import { makePki, type Pem, type Pki } from './tls-helper.js'
+import { post } from './tls-client.js'
+import { makePki, type Pki } from './tls-helper.js'
 
 t.setTimeout(5 * CHILD_BUDGET_MS)
 
@@ -18,28 +17,6 @@ const SECRET_A = 'secret-of-pa-dev-1-aaaaaaaaaaaa'
 const SECRET_B = 'secret-of-pb-dev-1-bbbbbbbbbbbb'
 const pa = { productKey: 'PA', deviceKey: 'dev-1', deviceSecret: SECRET_A, enabled: true }
 const pb = { productKey: 'PB', deviceKey: 'dev-1', deviceSecret: SECRET_B, enabled: true }
-
-interface Answer { status: number, body: Record<string, unknown> }
-
-/** POST /sign over HTTPS on a new connection, with a client certificate or headers. */
-async function sign (port: number, ca: string, body: object, auth: { client?: Pem, headers?: Record<string, string> }): Promise<Answer> {
-  const req = request({
-    host: '127.0.0.1',
-    port,
-    path: '/sign',
-    method: 'POST',
-    servername: 'localhost',
-    ca,
-    ...(auth.client !== undefined && { cert: auth.client.cert, key: auth.client.key }),
-    headers: { 'content-type': 'application/json', ...auth.headers },
-    agent: false
-  })
-  req.end(JSON.stringify(body))
-  const [res] = await once(req, 'response') as [import('node:http').IncomingMessage]
-  let text = ''
-  for await (const chunk of res) text += String(chunk)
-  return { status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> }
-}
 
 async function writeStore (path: string, devices: readonly object[]): Promise<void> {
   await writeFile(`${path}.new`, JSON.stringify({ devices }))
@@ -82,14 +59,14 @@ t.test('MTLS_IDENTITY=deviceKey: a reload that brings the deviceKey into a secon
   await writeStore(storeFile, [pa])
   const { app, port } = await listen(t, { ...env, STORE_FILE: storeFile, MTLS_IDENTITY: 'deviceKey' })
   const device = pki.issue('dev-1', 'dev-1')
-  t.equal((await sign(port, pki.ca.cert, { productKey: 'PA', deviceKey: 'dev-1' }, { client: device })).status, 200)
+  t.equal((await post(port, '/sign', { productKey: 'PA', deviceKey: 'dev-1' }, { ca: pki.ca.cert, client: device })).status, 200)
   await writeStore(storeFile, [pa, pb])
   await app.reload()
   const ready = (await app.inject('/readyz')).json<{ store: { lastReloadError?: { message: string } } }>()
   t.match(ready.store.lastReloadError?.message, /devices\.json: a deviceKey is in more than one product: "dev-1" \(products "PA", "PB"\); MTLS_IDENTITY=deviceKey would let/)
   t.notMatch(JSON.stringify(ready), /secret-of/)
-  t.match(await sign(port, pki.ca.cert, { productKey: 'PB', deviceKey: 'dev-1' }, { client: device }), { status: 404, body: { code: 'DEVICE_NOT_FOUND' } }, 'the new version was not applied')
-  t.equal((await sign(port, pki.ca.cert, { productKey: 'PA', deviceKey: 'dev-1' }, { client: device })).status, 200, 'the old one still serves')
+  t.match(await post(port, '/sign', { productKey: 'PB', deviceKey: 'dev-1' }, { ca: pki.ca.cert, client: device }), { status: 404, body: { code: 'DEVICE_NOT_FOUND' } }, 'the new version was not applied')
+  t.equal((await post(port, '/sign', { productKey: 'PA', deviceKey: 'dev-1' }, { ca: pki.ca.cert, client: device })).status, 200, 'the old one still serves')
 })
 
 t.test('MTLS_IDENTITY=deviceKey over PostgreSQL: startup stops on a shared deviceKey; one added later refuses the certificate at once', async (t) => {
@@ -108,11 +85,11 @@ t.test('MTLS_IDENTITY=deviceKey over PostgreSQL: startup stops on a shared devic
   const token = makeToken('tool', ['sign'], '*')
   const { port } = await listen(t, { ...pgEnv, DATABASE_URL: url, AUTH_TOKENS_FILE: writeTokenFile(t, [token]) })
   const device = pki.issue('dev-1', 'dev-1')
-  t.equal((await sign(port, pki.ca.cert, { productKey: 'PA', deviceKey: 'dev-1' }, { client: device })).status, 200)
+  t.equal((await post(port, '/sign', { productKey: 'PA', deviceKey: 'dev-1' }, { ca: pki.ca.cert, client: device })).status, 200)
   await postgres.sql(url, 'INSERT INTO devices (product_key, device_key, device_secret) VALUES ($1, $2, $3)', ['PB', 'dev-1', SECRET_B])
   const message = 'deviceKey "dev-1" is in more than one product, so a client certificate that names only the deviceKey (MTLS_IDENTITY=deviceKey) signs for none of them'
   for (const productKey of ['PA', 'PB']) {
-    t.same((await sign(port, pki.ca.cert, { productKey, deviceKey: 'dev-1' }, { client: device })).body, { statusCode: 403, code: 'FORBIDDEN', error: 'Forbidden', message }, `not for ${productKey}, cached or not`)
+    t.same((await post(port, '/sign', { productKey, deviceKey: 'dev-1' }, { ca: pki.ca.cert, client: device })).body, { statusCode: 403, code: 'FORBIDDEN', error: 'Forbidden', message }, `not for ${productKey}, cached or not`)
   }
-  t.equal((await sign(port, pki.ca.cert, { productKey: 'PB', deviceKey: 'dev-1' }, { headers: { authorization: `Bearer ${token.token}` } })).status, 200, 'a token names its products: not affected')
+  t.equal((await post(port, '/sign', { productKey: 'PB', deviceKey: 'dev-1' }, { ca: pki.ca.cert, headers: { authorization: `Bearer ${token.token}` } })).status, 200, 'a token names its products: not affected')
 })

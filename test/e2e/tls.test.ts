@@ -1,61 +1,13 @@
 // HTTPS and mutual TLS on a real listener: device certificates bound to their device, other CAs and expired certificates refused, renewals picked up.
 import { X509Certificate } from 'node:crypto'
-import { once } from 'node:events'
-import { copyFile, rename, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
-import { Agent, request } from 'node:https'
-import type { PeerCertificate, TLSSocket } from 'node:tls'
-import t, { type Test } from 'tap'
-import type { FastifyInstance } from 'fastify'
-import { EXAMPLE_PASSWORDS, buildTestApp, createLogSink, makeToken, tempDir, writeTokenFile } from '../helper.js'
-import { makePki, type Pem, type Pki } from './tls-helper.js'
-
-/** GET /readyz over HTTPS. */
-async function fetchReady (port: number, ca: string): Promise<{ access: Record<string, unknown> }> {
-  const req = request({ host: '127.0.0.1', port, path: '/readyz', servername: 'localhost', ca, agent: false })
-  req.end()
-  const [res] = await once(req, 'response') as [import('node:http').IncomingMessage]
-  let text = ''
-  for await (const chunk of res) text += String(chunk)
-  return JSON.parse(text) as { access: Record<string, unknown> }
-}
-
-interface Answer { status: number, body: Record<string, unknown>, peer: PeerCertificate, headers: import('node:http').IncomingHttpHeaders }
-
-/** POST a JSON body over HTTPS, trusting the test CA, with an optional client certificate and headers; a new connection unless `agent` keeps one. */
-async function post (port: number, path: string, body: object, options: { ca: string, client?: Pem, headers?: Record<string, string>, agent?: Agent }): Promise<Answer> {
-  const req = request({
-    host: '127.0.0.1',
-    port,
-    path,
-    method: 'POST',
-    servername: 'localhost',
-    ca: options.ca,
-    ...(options.client !== undefined && { cert: options.client.cert, key: options.client.key }),
-    headers: { 'content-type': 'application/json', ...options.headers },
-    agent: options.agent ?? false
-  })
-  req.end(JSON.stringify(body))
-  const [res] = await once(req, 'response') as [import('node:http').IncomingMessage]
-  // Read before the body: a keep-alive socket goes back to its agent once the response has ended.
-  const peer = (res.socket as TLSSocket).getPeerCertificate()
-  let text = ''
-  for await (const chunk of res) text += String(chunk)
-  return { status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown>, peer, headers: res.headers }
-}
+import { copyFile } from 'node:fs/promises'
+import t from 'tap'
+import { EXAMPLE_PASSWORDS, buildTestApp, makeToken, tempDir, writeTokenFile } from '../helper.js'
+import { fetchReady, post, serve } from './tls-client.js'
+import { makePki } from './tls-helper.js'
 
 const example = { productKey: '123', deviceKey: 'test', clientId: '123', timestamp: '1524448722000' }
 const other = { productKey: 'Ab12Cd34', deviceKey: 'boiler-0001' }
-
-interface Served { app: FastifyInstance, port: number, pki: Pki, server: Pem, sink: ReturnType<typeof createLogSink> }
-
-async function serve (t: Test, env: (pki: Pki, server: Pem) => Record<string, string>, pki = makePki(tempDir(t, 'pki-'))): Promise<Served> {
-  const server = pki.issue('server', 'localhost', { san: 'subjectAltName=DNS:localhost,IP:127.0.0.1' })
-  const sink = createLogSink()
-  const app = await buildTestApp(t, { TLS_CERT_FILE: server.certFile, TLS_KEY_FILE: server.keyFile, LOG_LEVEL: 'info', ...env(pki, server) }, { logStream: sink.stream })
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  return { app, port: (app.server.address() as { port: number }).port, pki, server, sink }
-}
 
 t.test('TLS_CERT_FILE and TLS_KEY_FILE serve HTTPS', async (t) => {
   const { port, pki } = await serve(t, () => ({}))
@@ -133,94 +85,4 @@ t.test('MTLS_IDENTITY=productKey/deviceKey (the default) binds a certificate to 
   t.equal((await post(port, '/sign', example, { ca: pki.ca.cert, client: bySan })).status, 403)
   const wrongProduct = pki.issue('wrong-product', 'Ab12Cd34/test')
   t.equal((await post(port, '/sign', example, { ca: pki.ca.cert, client: wrongProduct })).status, 403, 'the same deviceKey in another product')
-})
-
-/** Writes `content` beside `path` and moves it into place, as an operator replacing a file atomically does. */
-async function replaceFile (path: string, content: string): Promise<void> {
-  await writeFile(`${path}.new`, content)
-  await rename(`${path}.new`, path)
-}
-
-const watching = { STORE_WATCH: 'true', STORE_SETTLE_MS: '50', STORE_POLL_MS: '100' }
-
-t.test('TLS_CRL_FILE: a revoked device certificate gets 401; a new CRL moved into place counts without a restart, on open connections too', async (t) => {
-  const pki = makePki(tempDir(t, 'pki-'))
-  const revoked = pki.issue('revoked', '123/test')
-  const later = pki.issue('later', '123/test')
-  const kept = pki.issue('kept', '123/test')
-  pki.revoke('revoked')
-  const crlFile = join(pki.dir, 'crl.pem')
-  await writeFile(crlFile, pki.crl())
-  const { port, sink } = await serve(t, (pki) => ({ AUTH_MODE: 'mtls', TLS_CLIENT_CA_FILE: pki.ca.certFile, TLS_CRL_FILE: crlFile, ...watching }), pki)
-  const ca = pki.ca.cert
-  t.match(await post(port, '/sign', example, { ca, client: revoked }), {
-    status: 401,
-    body: { code: 'UNAUTHENTICATED', message: 'the client certificate has been revoked (CERT_REVOKED)' }
-  })
-  t.match(await post(port, '/sign', example, { ca, client: later }), { status: 200, body: { mqttPassword: EXAMPLE_PASSWORDS.hmacsha1 } }, 'another certificate of the same CA signs')
-  const open = new Agent({ keepAlive: true, maxSockets: 1 })
-  t.teardown(() => open.destroy())
-  t.equal((await post(port, '/sign', example, { ca, client: kept, agent: open })).status, 200, 'a device on a keep-alive connection')
-
-  pki.revoke('later')
-  await replaceFile(crlFile, pki.crl())
-  let answer = await post(port, '/sign', example, { ca, client: later })
-  while (answer.status === 200) answer = await post(port, '/sign', example, { ca, client: later })
-  t.match(answer, { status: 401, body: { message: 'the client certificate has been revoked (CERT_REVOKED)' } }, 'revoked by the new CRL, no restart')
-  t.ok(sink.raw().includes('TLS certificate reloaded'))
-
-  // A connection opened before the new CRL was checked against the old one: it must reconnect to be checked again.
-  const stale = await post(port, '/sign', example, { ca, client: kept, agent: open })
-  t.match(stale, { status: 401, body: { code: 'UNAUTHENTICATED', message: /changed after this connection was opened: send the request again on a new connection/ }, headers: { connection: 'close' } })
-  t.equal((await post(port, '/sign', example, { ca, client: kept, agent: open })).status, 200, 'the same agent reconnects and signs')
-  t.equal((await post(port, '/sign', example, { ca, client: revoked })).status, 401, 'the first revocation still holds')
-})
-
-t.test('TLS_CRL_FILE: a CRL past its nextUpdate refuses every certificate, saying revocation cannot be checked', async (t) => {
-  const pki = makePki(tempDir(t, 'pki-'))
-  const crlFile = join(pki.dir, 'crl.pem')
-  await writeFile(crlFile, pki.crl({ expired: true }))
-  const { port } = await serve(t, (pki) => ({ AUTH_MODE: 'mtls', TLS_CLIENT_CA_FILE: pki.ca.certFile, TLS_CRL_FILE: crlFile }), pki)
-  t.match(await post(port, '/sign', example, { ca: pki.ca.cert, client: pki.issue('device', '123/test') }), {
-    status: 401,
-    body: { code: 'UNAUTHENTICATED', message: "the revocation of the client certificate cannot be checked: the service's TLS_CRL_FILE is out of date or lacks the CRL of its CA (CRL_HAS_EXPIRED)" }
-  })
-})
-
-t.test('TLS_CRL_FILE: a file of CRLs of several CAs counts each of them', async (t) => {
-  const pki = makePki(tempDir(t, 'pki-'))
-  const second = makePki(tempDir(t, 'pki-'), 'second-ca')
-  const device = pki.issue('device', '123/test')
-  const revoked = second.issue('revoked', '123/test')
-  second.revoke('revoked')
-  const dir = tempDir(t, 'trust-')
-  const caFile = join(dir, 'cas.pem')
-  const crlFile = join(dir, 'crls.pem')
-  await writeFile(caFile, pki.ca.cert + second.ca.cert)
-  await writeFile(crlFile, pki.crl() + second.crl())
-  const { port } = await serve(t, () => ({ AUTH_MODE: 'mtls', TLS_CLIENT_CA_FILE: caFile, TLS_CRL_FILE: crlFile }), pki)
-  t.equal((await post(port, '/sign', example, { ca: pki.ca.cert, client: device })).status, 200)
-  t.match(await post(port, '/sign', example, { ca: pki.ca.cert, client: revoked }), { status: 401, body: { message: 'the client certificate has been revoked (CERT_REVOKED)' } }, 'the second CRL of the file')
-  t.match(await post(port, '/sign', example, { ca: pki.ca.cert, client: second.issue('fine', '123/test') }), { status: 200 })
-})
-
-t.test('TLS_CRL_FILE: a bad file stops startup naming it; a bad new version keeps the CRL in force and shows in /readyz', async (t) => {
-  const pki = makePki(tempDir(t, 'pki-'))
-  const server = pki.issue('server', 'localhost', { san: 'subjectAltName=DNS:localhost,IP:127.0.0.1' })
-  const crlFile = join(pki.dir, 'crl.pem')
-  const env = { AUTH_MODE: 'mtls', TLS_CERT_FILE: server.certFile, TLS_KEY_FILE: server.keyFile, TLS_CLIENT_CA_FILE: pki.ca.certFile, TLS_CRL_FILE: crlFile }
-  await writeFile(crlFile, pki.ca.cert)
-  t.match(await buildTestApp(t, env).catch((e: unknown) => e), { name: 'TlsFileError', message: `TLS_CRL_FILE: ${crlFile} holds no PEM certificate revocation list (-----BEGIN X509 CRL-----)` })
-  await writeFile(crlFile, '-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n')
-  t.match(await buildTestApp(t, env).catch((e: unknown) => e), { name: 'TlsFileError', message: `TLS_CRL_FILE: ${crlFile} holds a revocation list that does not parse: ` })
-
-  const revoked = pki.issue('revoked', '123/test')
-  pki.revoke('revoked')
-  await writeFile(crlFile, pki.crl())
-  const { port, sink } = await serve(t, () => ({ ...env, ...watching }), pki)
-  await replaceFile(crlFile, 'not a CRL\n')
-  while (!sink.raw().includes('TLS reload failed')) await new Promise((resolve) => setTimeout(resolve, 50))
-  t.match((await fetchReady(port, pki.ca.cert)).access, { tls: { lastReloadError: { message: /^TLS_CRL_FILE: .* holds no PEM certificate revocation list/ } } })
-  t.match(await post(port, '/sign', example, { ca: pki.ca.cert, client: revoked }), { status: 401, body: { message: 'the client certificate has been revoked (CERT_REVOKED)' } }, 'the old CRL still counts')
-  t.equal((await post(port, '/sign', example, { ca: pki.ca.cert, client: pki.issue('fine', '123/test') })).status, 200)
 })
