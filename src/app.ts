@@ -135,7 +135,9 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
   const isCurrentTls = config.tls === undefined ? undefined : (socket: TLSSocket): boolean => tls?.isCurrent(socket) ?? false
   await app.register(auth, { mode: config.auth.mode, tokens, mtlsIdentity: config.auth.mtlsIdentity, isCurrentTls })
   await app.register(rateLimits, config.rateLimit)
-  const tls = config.tls === undefined ? undefined : await watchTlsFiles(app.server as unknown as HttpsServer, config.tls, app.log.child({ component: 'tls' }))
+  const tls = config.tls === undefined || tlsMaterial === undefined
+    ? undefined
+    : await watchTlsFiles(app.server as unknown as HttpsServer, config.tls, app.log.child({ component: 'tls' }), tlsMaterial)
   if (tls !== undefined) app.addHook('onClose', async () => { await tls.close() })
   try {
     await app.register(storePlugin, { config, store: deps.store })

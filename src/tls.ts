@@ -61,11 +61,16 @@ export async function readTlsFiles (files: TlsFiles): Promise<SecureContextOptio
   return material
 }
 
+/** What client certificates are checked against: the client CA and CRL files' contents. */
+function trustOf (material: SecureContextOptions): string {
+  return `${String(material.ca)}\n${String(material.crl)}`
+}
+
 export interface TlsReloader {
   lastReloadError (): { message: string, at: string } | undefined
   /**
-   * Whether the connection was opened under the secure context now in force. One opened before
-   * a reload was checked against the old client CA and CRL: its certificate may be revoked since.
+   * Whether the connection was opened under the client CA and CRL now in force. One opened before
+   * they changed was checked against the old ones: its certificate may be revoked since.
    */
   isCurrent (socket: TLSSocket): boolean
   close (): Promise<void>
@@ -77,18 +82,24 @@ export interface TlsReloader {
  * that does not fit together (a certificate renewed before its key) keeps the old context and is
  * logged, until the other file follows.
  */
-export async function watchTlsFiles (server: HttpsServer, files: TlsFiles, log: WatchedFileLogger): Promise<TlsReloader> {
+export async function watchTlsFiles (server: HttpsServer, files: TlsFiles, log: WatchedFileLogger, initial: SecureContextOptions): Promise<TlsReloader> {
   let lastReloadError: { message: string, at: string } | undefined
   const watched: Array<WatchedFile<unknown>> = []
-  // Each connection is tagged with the context it was opened under: the number of contexts applied so far.
-  let contexts = 0
+  // Each connection is tagged with the client trust (CA and CRL) it was checked under: the number of
+  // changes to it so far. A renewed server certificate alone leaves open connections as they are.
+  let trust = trustOf(initial)
+  let trustChanges = 0
   const openedUnder = new WeakMap<TLSSocket, number>()
-  const tag = (socket: TLSSocket): void => { openedUnder.set(socket, contexts) }
+  const tag = (socket: TLSSocket): void => { openedUnder.set(socket, trustChanges) }
   server.on('secureConnection', tag)
   const apply = async (): Promise<void> => {
     try {
-      server.setSecureContext(await readTlsFiles(files))
-      contexts++
+      const material = await readTlsFiles(files)
+      server.setSecureContext(material)
+      if (trustOf(material) !== trust) {
+        trust = trustOf(material)
+        trustChanges++
+      }
       lastReloadError = undefined
       log.info({ certFile: files.certFile }, 'TLS certificate reloaded')
     } catch (err) {
@@ -109,7 +120,7 @@ export async function watchTlsFiles (server: HttpsServer, files: TlsFiles, log: 
   }
   return {
     lastReloadError: () => lastReloadError,
-    isCurrent: (socket) => openedUnder.get(socket) === contexts,
+    isCurrent: (socket) => openedUnder.get(socket) === trustChanges,
     async close () {
       server.off('secureConnection', tag)
       await Promise.all(watched.map((file) => file.close()))

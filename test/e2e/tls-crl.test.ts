@@ -98,3 +98,33 @@ t.test('TLS_CRL_FILE: a bad file stops startup naming it; a bad new version keep
   t.match(await post(port, '/sign', example, { ca: pki.ca.cert, client: revoked }), { status: 401, body: { message: 'the client certificate has been revoked (CERT_REVOKED)' } }, 'the old CRL still counts')
   t.equal((await post(port, '/sign', example, { ca: pki.ca.cert, client: pki.issue('fine', '123/test') })).status, 200)
 })
+
+t.test('a renewed server certificate leaves open device connections as they are; a changed client CA file makes them reconnect', async (t) => {
+  const pki = makePki(tempDir(t, 'pki-'))
+  const crlFile = join(pki.dir, 'crl.pem')
+  await writeFile(crlFile, pki.crl())
+  const caFile = join(tempDir(t, 'trust-'), 'ca.pem')
+  await writeFile(caFile, pki.ca.cert)
+  const { port, server, sink } = await serve(t, () => ({ AUTH_MODE: 'mtls', TLS_CLIENT_CA_FILE: caFile, TLS_CRL_FILE: crlFile, ...watching }), pki)
+  const ca = pki.ca.cert
+  const device = pki.issue('device', '123/test')
+  const open = new Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => open.destroy())
+  const first = await post(port, '/sign', example, { ca, client: device, agent: open })
+  t.equal(first.status, 200)
+  const reloads = (): number => sink.lines().filter((line) => line.msg === 'TLS certificate reloaded').length
+
+  const renewed = pki.issue('renewed', 'localhost', { san: 'subjectAltName=DNS:localhost,IP:127.0.0.1' })
+  await rename(renewed.keyFile, server.keyFile)
+  await rename(renewed.certFile, server.certFile)
+  while (reloads() === 0) await new Promise((resolve) => setTimeout(resolve, 50))
+  const same = await post(port, '/sign', example, { ca, client: device, agent: open })
+  t.equal(same.peer.serialNumber, first.peer.serialNumber, 'the connection opened before the renewal')
+  t.equal(same.status, 200, 'signs on: the client CA and CRL did not change')
+
+  const before = reloads()
+  await replaceFile(caFile, pki.ca.cert + makePki(tempDir(t, 'pki-'), 'another-ca').ca.cert)
+  while (reloads() === before) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.match(await post(port, '/sign', example, { ca, client: device, agent: open }), { status: 401, headers: { connection: 'close' } }, 'checked under the old client CA')
+  t.equal((await post(port, '/sign', example, { ca, client: device, agent: open })).status, 200, 'and signs once reconnected')
+})
