@@ -38,8 +38,8 @@ async function listen (t: Test, env: Record<string, string>): Promise<{ app: Fas
   return { app, port: (app.server.address() as { port: number }).port }
 }
 
-t.test('the real service with MTLS_IDENTITY=deviceKey will not start on a store with a deviceKey in two products; with the default it starts', async (t) => {
-  const { env } = tlsEnv(t)
+t.test('the real service with MTLS_IDENTITY=deviceKey will not start on a store with a deviceKey in two products; with the default it starts, and a certificate signs for its own product only', async (t) => {
+  const { pki, env } = tlsEnv(t)
   const storeFile = join(tempDir(t, 'store-'), 'devices.json')
   await writeStore(storeFile, [pa, pb])
   const refused = run(t, { ...env, STORE_FILE: storeFile, MTLS_IDENTITY: 'deviceKey' })
@@ -48,7 +48,17 @@ t.test('the real service with MTLS_IDENTITY=deviceKey will not start on a store 
     'MTLS_IDENTITY=deviceKey would let the certificate of one sign for all of them: set MTLS_IDENTITY=productKey/deviceKey')
   t.notMatch(refused.output(), /secret-of/)
   const started = run(t, { ...env, STORE_FILE: storeFile, AUTH_TOKENS_FILE: '' })
+  const [, listening] = await waitFor(started, /Server listening at http:\/\/127\.0\.0\.1:(\d+)/)
   await waitFor(started, /"msg":"access control: mtls"/)
+  const port = Number(listening)
+  // The defect: a certificate naming the bare deviceKey of PA's dev-1 also signed for PB's dev-1.
+  const bare = pki.issue('bare', 'dev-1')
+  for (const productKey of ['PA', 'PB']) {
+    t.match(await post(port, '/sign', { productKey, deviceKey: 'dev-1' }, { ca: pki.ca.cert, client: bare }), { status: 401, body: { message: 'the client certificate names no device (MTLS_IDENTITY=productKey/deviceKey)' } })
+  }
+  const named = pki.issue('named', 'PA/dev-1')
+  t.equal((await post(port, '/sign', { productKey: 'PA', deviceKey: 'dev-1' }, { ca: pki.ca.cert, client: named })).status, 200)
+  t.match(await post(port, '/sign', { productKey: 'PB', deviceKey: 'dev-1' }, { ca: pki.ca.cert, client: named }), { status: 403, body: { code: 'FORBIDDEN' } }, 'PA\'s certificate signs nothing of PB')
   started.child.kill('SIGTERM')
   t.same(await started.exit, [0, null])
 })
