@@ -155,7 +155,7 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
     })
   })
   // SIGHUP: every file the service reads while it runs, each reloaded as its own rules say.
-  app.decorate('reload', async () => { await Promise.all([app.store.reload?.(), tokens?.reload()]) })
+  app.decorate('reload', async () => { await Promise.all([app.store.reload?.(), tokens?.reload(), tls?.reload()]) })
   const signing = { defaultSignMethod: config.signMethod, broker: brokerFromConfig(config.mqtt), clock: deps.clock ?? Date.now }
   await app.register(signRoute, signing)
   await app.register(batchRoute, {

@@ -73,6 +73,8 @@ export interface TlsReloader {
    * they changed was checked against the old ones: its certificate may be revoked since.
    */
   isCurrent (socket: TLSSocket): boolean
+  /** Reads the files again now (SIGHUP); a bad set keeps the context in force, as a change does. */
+  reload (): Promise<void>
   close (): Promise<void>
 }
 
@@ -120,6 +122,7 @@ export async function watchTlsFiles (server: HttpsServer, files: TlsFiles, log: 
   }
   return {
     lastReloadError: () => lastReloadError,
+    reload: apply,
     isCurrent: (socket) => openedUnder.get(socket) === trustChanges,
     async close () {
       server.off('secureConnection', tag)

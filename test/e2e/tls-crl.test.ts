@@ -128,3 +128,17 @@ t.test('a renewed server certificate leaves open device connections as they are;
   t.match(await post(port, '/sign', example, { ca, client: device, agent: open }), { status: 401, headers: { connection: 'close' } }, 'checked under the old client CA')
   t.equal((await post(port, '/sign', example, { ca, client: device, agent: open })).status, 200, 'and signs once reconnected')
 })
+
+t.test('SIGHUP applies a new CRL at once, without waiting for the file to settle', async (t) => {
+  const pki = makePki(tempDir(t, 'pki-'))
+  const device = pki.issue('device', '123/test')
+  const crlFile = join(pki.dir, 'crl.pem')
+  await writeFile(crlFile, pki.crl())
+  // A change is picked up by itself only after a minute here: what counts below is SIGHUP's reload.
+  const { app, port } = await serve(t, (pki) => ({ AUTH_MODE: 'mtls', TLS_CLIENT_CA_FILE: pki.ca.certFile, TLS_CRL_FILE: crlFile, STORE_SETTLE_MS: '60000' }), pki)
+  t.equal((await post(port, '/sign', example, { ca: pki.ca.cert, client: device })).status, 200)
+  pki.revoke('device')
+  await replaceFile(crlFile, pki.crl())
+  await app.reload()
+  t.match(await post(port, '/sign', example, { ca: pki.ca.cert, client: device }), { status: 401, body: { message: 'the client certificate has been revoked (CERT_REVOKED)' } })
+})
