@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type Server } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
+import type { TLSSocket } from 'node:tls'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import type { DestinationStream } from 'pino'
@@ -130,11 +131,21 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
   })
   await app.register(requestGuard)
   const tokens = await openTokens(app, config)
-  await app.register(auth, { mode: config.auth.mode, tokens, mtlsIdentity: config.auth.mtlsIdentity })
+  // The TLS files are watched below; a request is only ever served once they are.
+  const isCurrentTls = config.tls === undefined ? undefined : (socket: TLSSocket): boolean => tls?.isCurrent(socket) ?? false
+  await app.register(auth, { mode: config.auth.mode, tokens, mtlsIdentity: config.auth.mtlsIdentity, isCurrentTls })
   await app.register(rateLimits, config.rateLimit)
-  const tls = config.tls === undefined ? undefined : await watchTlsFiles(app.server as unknown as HttpsServer, config.tls, app.log.child({ component: 'tls' }))
+  const tls = config.tls === undefined || tlsMaterial === undefined
+    ? undefined
+    : await watchTlsFiles(app.server as unknown as HttpsServer, config.tls, app.log.child({ component: 'tls' }), tlsMaterial)
   if (tls !== undefined) app.addHook('onClose', async () => { await tls.close() })
-  await app.register(storePlugin, { config, store: deps.store })
+  try {
+    await app.register(storePlugin, { config, store: deps.store })
+  } catch (err) {
+    // A store that stops startup (a bad file, a database that cannot be used): stop watching the TLS files too.
+    await tls?.close()
+    throw err
+  }
   await app.register(healthRoutes, {
     access: () => ({
       mode: config.auth.mode,
@@ -144,7 +155,7 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
     })
   })
   // SIGHUP: every file the service reads while it runs, each reloaded as its own rules say.
-  app.decorate('reload', async () => { await Promise.all([app.store.reload?.(), tokens?.reload()]) })
+  app.decorate('reload', async () => { await Promise.all([app.store.reload?.(), tokens?.reload(), tls?.reload()]) })
   const signing = { defaultSignMethod: config.signMethod, broker: brokerFromConfig(config.mqtt), clock: deps.clock ?? Date.now }
   await app.register(signRoute, signing)
   await app.register(batchRoute, {

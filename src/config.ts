@@ -121,8 +121,10 @@ export const envSchema = z.object({
   TLS_KEY_FILE: optionalText.describe('The PEM private key of TLS_CERT_FILE; reloaded when it changes.'),
   TLS_CLIENT_CA_FILE: optionalText
     .describe('PEM CA certificate(s) that client certificates must chain to; asks clients for a certificate (needed by AUTH_MODE=mtls).'),
-  MTLS_IDENTITY: z.enum(MTLS_IDENTITIES, { error: `must be ${MTLS_IDENTITIES.join(' or ')}` }).default('deviceKey')
-    .describe('How a client certificate names its device: its CN or a DNS/URI SAN equal to the deviceKey, or to productKey/deviceKey.'),
+  TLS_CRL_FILE: optionalText
+    .describe('PEM certificate revocation list(s) (CRLs) of the client CA(s); a revoked client certificate gets 401. Reloaded when it changes. Needs TLS_CLIENT_CA_FILE.'),
+  MTLS_IDENTITY: z.enum(MTLS_IDENTITIES, { error: `must be ${MTLS_IDENTITIES.join(' or ')}` }).default('productKey/deviceKey')
+    .describe('How a client certificate names its device: its CN or a DNS/URI SAN equal to productKey/deviceKey, or (deviceKey, only while no deviceKey is in two products) to the deviceKey.'),
   MAX_CONNECTIONS: wholeNumber('must be a whole number from 1 to 1000000', 1, 1_000_000).optional()
     .describe('Most connections open at once; more are closed as they arrive. Default: the open-file limit minus 128.'),
   MAX_CREDENTIAL_AGE_MS: whole('must be a whole number of milliseconds from 0 to 604800000 (7 days)', 0, 604_800_000, 0)
@@ -167,7 +169,7 @@ export interface Config {
    */
   auth: { mode: AuthMode, exampleOpen: boolean, tokensFile: string | undefined, mtlsIdentity: MtlsIdentity }
   rateLimit: { perCaller: number, perDevice: number, redisUrl: string | undefined }
-  tls: { certFile: string, keyFile: string, clientCaFile: string | undefined } | undefined
+  tls: { certFile: string, keyFile: string, clientCaFile: string | undefined, crlFile: string | undefined } | undefined
   maxConnections: number | undefined
   /** POST /verify: MAX_CREDENTIAL_AGE_MS (0: off), VERIFY_NOT_OURS, VERIFY_UNKNOWN_CACHE_MS (0: off). */
   verify: { maxAgeMs: number, notOurs: (typeof VERIFY_NOT_OURS_ANSWERS)[number], unknownCacheMs: number }
@@ -278,6 +280,8 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
     for (const name of MQTT_DETAILS) if (present[name] !== undefined) lines.push(`  ${name}: has no effect without MQTT_HOST`)
   }
   lines.push(...storeProblems(present), ...watchProblems(present), ...accessProblems(present))
+  // A revocation list checks client certificates: without a client CA there are none.
+  if (present.TLS_CRL_FILE !== undefined && present.TLS_CLIENT_CA_FILE === undefined) lines.push('  TLS_CRL_FILE: has no effect without TLS_CLIENT_CA_FILE')
   if (!result.success || lines.length > 0) throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`)
   const e = result.data
   const isExampleStore = isExample(present)
@@ -303,7 +307,7 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
     rateLimit: Object.freeze({ perCaller: e.RATE_LIMIT_PER_CALLER, perDevice: e.RATE_LIMIT_PER_DEVICE, redisUrl: e.RATE_LIMIT_REDIS_URL }),
     tls: e.TLS_CERT_FILE === undefined || e.TLS_KEY_FILE === undefined
       ? undefined
-      : Object.freeze({ certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.TLS_CLIENT_CA_FILE }),
+      : Object.freeze({ certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.TLS_CLIENT_CA_FILE, crlFile: e.TLS_CRL_FILE }),
     maxConnections: e.MAX_CONNECTIONS,
     verify: Object.freeze({ maxAgeMs: e.MAX_CREDENTIAL_AGE_MS, notOurs: e.VERIFY_NOT_OURS, unknownCacheMs: e.VERIFY_UNKNOWN_CACHE_MS }),
     batchMaxItems: e.BATCH_MAX_ITEMS,

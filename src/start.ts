@@ -8,6 +8,7 @@ import { TokenFileError } from './auth/tokens.js'
 import { isAppError } from './errors.js'
 import { DeviceFileError } from './store/device-file.js'
 import { SchemaError } from './store/migrations.js'
+import { SharedDeviceKeyError } from './store/shared-device-keys.js'
 import { TlsFileError } from './tls.js'
 
 /** Extra time after SHUTDOWN_TIMEOUT_MS before close-with-grace gives up and exits 1. */
@@ -61,7 +62,8 @@ export async function start (env: NodeJS.ProcessEnv, onReload: (reload: () => vo
 /** Startup failed: one message naming every problem, no stack trace for a known cause, exit 1. */
 export function failStartup (err: unknown): never {
   const code = (err as NodeJS.ErrnoException).code
-  if (err instanceof ConfigError || err instanceof DeviceFileError || err instanceof TokenFileError || err instanceof TlsFileError) {
+  if (err instanceof ConfigError || err instanceof DeviceFileError || err instanceof TokenFileError || err instanceof TlsFileError ||
+    err instanceof SharedDeviceKeyError) {
     process.stderr.write(`enos-mqtt-signer: ${err.message}\n`)
   } else if (err instanceof SchemaError || (isAppError(err) && err.code === 'STORE_UNAVAILABLE')) {
     // The database: its schema does not fit, or it cannot be reached (the message has no secret).

@@ -1,6 +1,6 @@
-// HTTPS for the service itself: the certificate, key and client CA files, and a new secure context whenever they change.
+// HTTPS for the service itself: the certificate, key, client CA and CRL files, and a new secure context whenever they change.
 import type { Server as HttpsServer } from 'node:https'
-import { createSecureContext, type SecureContextOptions } from 'node:tls'
+import { createSecureContext, type SecureContextOptions, type TLSSocket } from 'node:tls'
 import type { Config } from './config.js'
 import { readStoreFile } from './store/file-read.js'
 import { watchedFile, type WatchedFile, type WatchedFileLogger } from './store/watched-file.js'
@@ -22,6 +22,24 @@ async function readPem (path: string): Promise<Buffer> {
   return (await readStoreFile(path)).bytes
 }
 
+const PEM_CRL = /-----BEGIN X509 CRL-----[^-]+-----END X509 CRL-----/g
+
+/**
+ * The CRLs of TLS_CRL_FILE, one PEM block each: Node's `crl` option reads one CRL per entry, so a
+ * file of several (one per CA) is split, or all but the first would be silently ignored.
+ * @throws TlsFileError naming the file when it holds no CRL or one that does not parse.
+ */
+async function readCrls (path: string): Promise<string[]> {
+  const crls = (await readPem(path)).toString('latin1').match(PEM_CRL) ?? []
+  if (crls.length === 0) throw new TlsFileError(`TLS_CRL_FILE: ${path} holds no PEM certificate revocation list (-----BEGIN X509 CRL-----)`)
+  try {
+    createSecureContext({ crl: crls })
+  } catch (err) {
+    throw new TlsFileError(`TLS_CRL_FILE: ${path} holds a revocation list that does not parse: ${(err as Error).message}`)
+  }
+  return crls
+}
+
 /**
  * Reads the TLS files and checks that they make a secure context (the key matches the
  * certificate, the PEM parses).
@@ -31,7 +49,9 @@ export async function readTlsFiles (files: TlsFiles): Promise<SecureContextOptio
   const material: SecureContextOptions = {
     cert: await readPem(files.certFile),
     key: await readPem(files.keyFile),
-    ...(files.clientCaFile !== undefined && { ca: await readPem(files.clientCaFile) })
+    ...(files.clientCaFile !== undefined && { ca: await readPem(files.clientCaFile) }),
+    // With a CRL, OpenSSL checks every certificate of a client's chain below the trust anchor (CRL_CHECK_ALL).
+    ...(files.crlFile !== undefined && { crl: await readCrls(files.crlFile) })
   }
   try {
     createSecureContext(material)
@@ -41,8 +61,20 @@ export async function readTlsFiles (files: TlsFiles): Promise<SecureContextOptio
   return material
 }
 
+/** What client certificates are checked against: the client CA and CRL files' contents. */
+function trustOf (material: SecureContextOptions): string {
+  return `${String(material.ca)}\n${String(material.crl)}`
+}
+
 export interface TlsReloader {
   lastReloadError (): { message: string, at: string } | undefined
+  /**
+   * Whether the connection was opened under the client CA and CRL now in force. One opened before
+   * they changed was checked against the old ones: its certificate may be revoked since.
+   */
+  isCurrent (socket: TLSSocket): boolean
+  /** Reads the files again now (SIGHUP); a bad set keeps the context in force, as a change does. */
+  reload (): Promise<void>
   close (): Promise<void>
 }
 
@@ -52,12 +84,24 @@ export interface TlsReloader {
  * that does not fit together (a certificate renewed before its key) keeps the old context and is
  * logged, until the other file follows.
  */
-export async function watchTlsFiles (server: HttpsServer, files: TlsFiles, log: WatchedFileLogger): Promise<TlsReloader> {
+export async function watchTlsFiles (server: HttpsServer, files: TlsFiles, log: WatchedFileLogger, initial: SecureContextOptions): Promise<TlsReloader> {
   let lastReloadError: { message: string, at: string } | undefined
   const watched: Array<WatchedFile<unknown>> = []
+  // Each connection is tagged with the client trust (CA and CRL) it was checked under: the number of
+  // changes to it so far. A renewed server certificate alone leaves open connections as they are.
+  let trust = trustOf(initial)
+  let trustChanges = 0
+  const openedUnder = new WeakMap<TLSSocket, number>()
+  const tag = (socket: TLSSocket): void => { openedUnder.set(socket, trustChanges) }
+  server.on('secureConnection', tag)
   const apply = async (): Promise<void> => {
     try {
-      server.setSecureContext(await readTlsFiles(files))
+      const material = await readTlsFiles(files)
+      server.setSecureContext(material)
+      if (trustOf(material) !== trust) {
+        trust = trustOf(material)
+        trustChanges++
+      }
       lastReloadError = undefined
       log.info({ certFile: files.certFile }, 'TLS certificate reloaded')
     } catch (err) {
@@ -65,7 +109,7 @@ export async function watchTlsFiles (server: HttpsServer, files: TlsFiles, log: 
       log.error({ problem: (err as Error).message }, 'TLS reload failed; new connections still get the previous certificate')
     }
   }
-  const paths = [files.certFile, files.keyFile, ...(files.clientCaFile === undefined ? [] : [files.clientCaFile])]
+  const paths = [files.certFile, files.keyFile, files.clientCaFile, files.crlFile].filter((path) => path !== undefined)
   for (const path of paths) {
     watched.push(await watchedFile({
       path,
@@ -78,7 +122,10 @@ export async function watchTlsFiles (server: HttpsServer, files: TlsFiles, log: 
   }
   return {
     lastReloadError: () => lastReloadError,
+    reload: apply,
+    isCurrent: (socket) => openedUnder.get(socket) === trustChanges,
     async close () {
+      server.off('secureConnection', tag)
       await Promise.all(watched.map((file) => file.close()))
     }
   }

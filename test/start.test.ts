@@ -5,6 +5,7 @@ import { checkHost, failStartup } from '../src/start.js'
 import { AppError } from '../src/errors.js'
 import { DeviceFileError } from '../src/store/device-file.js'
 import { SchemaError } from '../src/store/migrations.js'
+import { SharedDeviceKeyError } from '../src/store/shared-device-keys.js'
 
 /** Runs failStartup with process.exit and stderr captured (the real ones are restored after). */
 function report (t: Test, err: unknown): { code: number | undefined, output: string } {
@@ -26,6 +27,7 @@ function report (t: Test, err: unknown): { code: number | undefined, output: str
 t.test('a configuration or store file error is its own message, on one line each, exit 1', async (t) => {
   t.same(report(t, new ConfigError('Invalid configuration:\n  PORT: bad')), { code: 1, output: 'enos-mqtt-signer: Invalid configuration:\n  PORT: bad\n' })
   t.same(report(t, new DeviceFileError(['/d.csv: line 2: bad'])), { code: 1, output: 'enos-mqtt-signer: /d.csv: line 2: bad\n' })
+  t.same(report(t, new SharedDeviceKeyError('STORE=postgres: a deviceKey is in more than one product')), { code: 1, output: 'enos-mqtt-signer: STORE=postgres: a deviceKey is in more than one product\n' })
 })
 
 t.test('a database that cannot be used (schema, outage) is its own message, naming STORE=postgres', async (t) => {

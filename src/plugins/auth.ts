@@ -25,6 +25,8 @@ export interface AuthOptions {
   /** The tokens of AUTH_TOKENS_FILE: required with `token`, optional with `mtls` (tools over the same listener). */
   tokens: TokenStore | undefined
   mtlsIdentity: MtlsIdentity
+  /** Whether a connection was opened under the TLS context now in force (see TlsReloader.isCurrent); undefined without TLS. */
+  isCurrentTls?: (socket: TLSSocket) => boolean
 }
 
 const REALM = 'Bearer realm="enos-mqtt-signer"'
@@ -43,7 +45,17 @@ export function callerOf (request: FastifyRequest): Caller {
   return request.caller
 }
 
-async function auth (app: FastifyInstance, { mode, tokens, mtlsIdentity }: AuthOptions): Promise<void> {
+/** Why OpenSSL did not accept a client certificate, in words: a revoked one, and a CRL the service cannot use, say so. */
+function notAccepted (error: string): string {
+  if (error === 'CERT_REVOKED') return 'the client certificate has been revoked (CERT_REVOKED)'
+  // The revocation list is the service's: a device cannot fix it, but must not sign while nobody can tell whether it is revoked.
+  if (error === 'CRL_HAS_EXPIRED' || error === 'CRL_NOT_YET_VALID' || error === 'UNABLE_TO_GET_CRL') {
+    return `the revocation of the client certificate cannot be checked: the service's TLS_CRL_FILE is out of date or lacks the CRL of its CA (${error})`
+  }
+  return `the client certificate is not accepted (${error})`
+}
+
+async function auth (app: FastifyInstance, { mode, tokens, mtlsIdentity, isCurrentTls }: AuthOptions): Promise<void> {
   app.decorateRequest('caller', null)
 
   function bearerCaller (header: string): Caller {
@@ -60,7 +72,13 @@ async function auth (app: FastifyInstance, { mode, tokens, mtlsIdentity }: AuthO
     const socket = request.raw.socket as TLSSocket
     const cert = socket.getPeerCertificate()
     if (Object.keys(cert).length === 0) return undefined
-    if (!socket.authorized) throw unauthenticated(`the client certificate is not accepted (${String(socket.authorizationError)})`)
+    if (!socket.authorized) throw unauthenticated(notAccepted(String(socket.authorizationError)))
+    if (isCurrentTls !== undefined && !isCurrentTls(socket)) {
+      // Checked under the old client CA and CRL: it may have been revoked since. A new connection is checked anew.
+      throw new AppError('UNAUTHENTICATED', 'the TLS files (client CA, revocation list) changed after this connection was opened: send the request again on a new connection', {
+        headers: { 'www-authenticate': REALM, connection: 'close' }
+      })
+    }
     const caller = certificateCaller(cert, mtlsIdentity)
     if (caller === undefined) throw unauthenticated(`the client certificate names no device (MTLS_IDENTITY=${mtlsIdentity})`)
     return caller

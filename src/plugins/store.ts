@@ -1,18 +1,31 @@
 // Decorates the app with its device store (the file store, or PostgreSQL behind a cache) and closes the store with the app.
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
+import type { Caller } from '../auth/caller.js'
 import type { Config } from '../config.js'
+import { AppError } from '../errors.js'
 import { createCachedStore } from '../store/cached-store.js'
 import { createFileStore } from '../store/file-store.js'
 import { SchemaError, migrate } from '../store/migrations.js'
-import { createPool, createPostgresStore, describePgError } from '../store/postgres-store.js'
+import { createPool, createPostgresStore, describePgError, type PostgresStore } from '../store/postgres-store.js'
 import { isExampleDevices } from '../store/example-devices.js'
+import { SharedDeviceKeyError, describeSharedDeviceKeys } from '../store/shared-device-keys.js'
 import type { Device, DeviceStore } from '../store/store.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     store: DeviceStore
+    /**
+     * MTLS_IDENTITY=deviceKey: refuses a certificate that names only a deviceKey when the store
+     * holds that deviceKey in more than one product (FORBIDDEN). A no-op otherwise.
+     */
+    refuseSharedDeviceKey: (caller: Caller, deviceKey: string) => Promise<void>
   }
+}
+
+/** The rule under which a deviceKey must be in one product only, or undefined when certificates name their product. */
+function deviceKeyRule (config: Readonly<Config>): string | undefined {
+  return config.auth.mode === 'mtls' && config.auth.mtlsIdentity === 'deviceKey' ? 'MTLS_IDENTITY=deviceKey' : undefined
 }
 
 export interface StorePluginOptions {
@@ -23,10 +36,19 @@ export interface StorePluginOptions {
 
 async function storePlugin (app: FastifyInstance, { config, store }: StorePluginOptions): Promise<void> {
   const log = app.log.child({ component: 'store' })
-  const deviceStore = store ?? (config.store === 'postgres' ? await openPostgres(config, log) : await openFile(app, config, log))
+  const { store: deviceStore, productKeysOf } = store !== undefined
+    ? { store, productKeysOf: undefined }
+    : config.store === 'postgres' ? await openPostgres(config, log) : { store: await openFile(app, config, log), productKeysOf: undefined }
   // Lookups are timed through the app's metrics; the store itself knows nothing of them.
   const served = app.metrics.instrumentStore(deviceStore)
   app.decorate('store', served)
+  app.decorate('refuseSharedDeviceKey', async (caller: Caller, deviceKey: string) => {
+    // A device file was checked as a whole when loaded; a database can gain a device at any time, so it is asked each time.
+    if (productKeysOf === undefined || caller.devices?.some((device) => device.productKey === undefined) !== true) return
+    if ((await productKeysOf(deviceKey)).length > 1) {
+      throw new AppError('FORBIDDEN', `deviceKey "${deviceKey}" is in more than one product, so a client certificate that names only the deviceKey (MTLS_IDENTITY=deviceKey) signs for none of them`)
+    }
+  })
   app.addHook('onClose', async () => { await served.close() })
 }
 
@@ -39,6 +61,7 @@ async function openFile (app: FastifyInstance, config: Readonly<Config>, log: Fa
     maxShrinkPercent: config.storeMaxShrinkPercent,
     // Open by default only on the example's content: whatever else is at its path (a mounted volume) is refused, at startup and on reload.
     ...(config.auth.exampleOpen && { accept: notTheExample }),
+    oneProductPerDeviceKey: deviceKeyRule(config),
     log,
     onReload: (outcome) => { app.metrics.storeReloaded('file', outcome) }
   })
@@ -54,8 +77,12 @@ function notTheExample (devices: ReadonlyMap<string, Device>): string | undefine
     'set AUTH_TOKENS_FILE (access by token), or AUTH_MODE=none to run open on purpose'
 }
 
-/** PostgreSQL, migrated first when STORE_MIGRATE=true, behind the cache unless CACHE_MAX_ENTRIES=0. */
-async function openPostgres (config: Readonly<Config>, log: FastifyInstance['log']): Promise<DeviceStore> {
+/**
+ * PostgreSQL, migrated first when STORE_MIGRATE=true, behind the cache unless CACHE_MAX_ENTRIES=0.
+ * Under MTLS_IDENTITY=deviceKey, startup stops while a deviceKey is in two products, and every
+ * certificate request asks again (`productKeysOf`), uncached: a row added later must count at once.
+ */
+async function openPostgres (config: Readonly<Config>, log: FastifyInstance['log']): Promise<{ store: DeviceStore, productKeysOf: PostgresStore['productKeysOf'] | undefined }> {
   const { url, poolMax, timeoutMs } = config.database
   if (config.database.migrate) {
     // Its own short-lived connection: a migration may take longer than STORE_TIMEOUT_MS allows a lookup.
@@ -70,8 +97,20 @@ async function openPostgres (config: Readonly<Config>, log: FastifyInstance['log
     }
   }
   const store = await createPostgresStore({ url, poolMax, timeoutMs, log })
+  const rule = deviceKeyRule(config)
+  if (rule !== undefined) {
+    /* c8 ignore next -- only a database lost between the schema check and this query, milliseconds apart, fails it */
+    const found = await store.findSharedDeviceKeys().catch(async (err: unknown) => { await store.close(); throw err })
+    if (found.total > 0) {
+      await store.close()
+      throw new SharedDeviceKeyError(`STORE=postgres: ${describeSharedDeviceKeys(found.shared, found.total, rule)}`)
+    }
+  }
   log.info({ poolMax, cacheMaxEntries: config.cache.maxEntries }, 'serving devices from PostgreSQL')
-  return config.cache.maxEntries === 0 ? store : createCachedStore(store, config.cache)
+  return {
+    store: config.cache.maxEntries === 0 ? store : createCachedStore(store, config.cache),
+    productKeysOf: rule === undefined ? undefined : (deviceKey) => store.productKeysOf(deviceKey)
+  }
 }
 
 /** A failed migration stops startup with what PostgreSQL said, secrets removed. */

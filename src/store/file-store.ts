@@ -1,6 +1,7 @@
 // The embedded default store: a JSON or CSV file held in memory, reloaded atomically and cautiously when it changes.
 import { DeviceFileError, formatOf, parseDeviceFile } from './device-file.js'
 import type { StoreFileRead } from './file-read.js'
+import { describeSharedDeviceKeys, findSharedDeviceKeys } from './shared-device-keys.js'
 import { SLICE, watchedFile, yieldToEventLoop, type ReloadOutcome, type WatchedFileLogger } from './watched-file.js'
 import { deviceId, type Device, type DeviceKeys, type DeviceStore, type StoreHealth } from './store.js'
 
@@ -22,6 +23,11 @@ export interface FileStoreOptions {
   accept?: (devices: ReadonlyMap<string, Device>) => string | undefined
   /** Called after every reload attempt with its outcome (tests wait on it). */
   onReload?: (outcome: ReloadOutcome, err?: Error) => void
+  /**
+   * The rule that needs each deviceKey in one product only (`MTLS_IDENTITY=deviceKey`): a version
+   * with a deviceKey in two products is refused, at startup and on every reload, naming this rule.
+   */
+  oneProductPerDeviceKey?: string
 }
 
 export interface FileStore extends DeviceStore {
@@ -38,11 +44,18 @@ type Index = Map<string, Device>
  * @throws DeviceFileError when the file cannot be read or holds a bad entry: startup must stop.
  */
 export async function createFileStore (options: FileStoreOptions): Promise<FileStore> {
-  const { path, maxShrinkPercent = 0, accept } = options
+  const { path, maxShrinkPercent = 0, accept, oneProductPerDeviceKey: rule } = options
   const file = await watchedFile<Index>({
     ...options,
     label: 'device store',
-    parse: async (read) => parse(path, read, accept),
+    parse: async (read) => {
+      const index = await parse(path, read, accept)
+      if (rule !== undefined) {
+        const shared = await findSharedDeviceKeys(index.values())
+        if (shared.length > 0) throw new DeviceFileError([`${path}: ${describeSharedDeviceKeys(shared, shared.length, rule)}`])
+      }
+      return index
+    },
     // The shrink guard: a file caught mid-write at a line end is valid, only shorter.
     async hold (current, next) {
       const removed = await countRemoved(current, next)

@@ -2,6 +2,7 @@
 import pg from 'pg'
 import { AppError } from '../errors.js'
 import { SchemaError, checkSchema, readSchemaVersion } from './migrations.js'
+import { LISTED_SHARED, type SharedDeviceKey } from './shared-device-keys.js'
 import { deviceId, type Device, type DeviceKeys, type DeviceStore, type StoreHealth } from './store.js'
 
 export interface PostgresStoreOptions {
@@ -15,6 +16,10 @@ export interface PostgresStoreOptions {
 
 export interface PostgresStore extends DeviceStore {
   readonly pool: pg.Pool
+  /** The first deviceKeys held by more than one product (LISTED_SHARED of them, a few products each), and how many there are. */
+  findSharedDeviceKeys (): Promise<{ shared: SharedDeviceKey[], total: number }>
+  /** Up to two productKeys that hold `deviceKey`: more than one means it is shared. */
+  productKeysOf (deviceKey: string): Promise<string[]>
 }
 
 interface DeviceRow { product_key: string, device_key: string, device_secret: string, enabled: boolean }
@@ -23,6 +28,11 @@ interface DeviceRow { product_key: string, device_key: string, device_secret: st
 const FIND_DEVICE = 'SELECT product_key, device_key, device_secret, enabled FROM devices WHERE product_key = $1 AND device_key = $2'
 const FIND_DEVICES = `SELECT product_key, device_key, device_secret, enabled FROM devices
   WHERE (product_key, device_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`
+
+// The primary key is (product_key, device_key): both scan the table (once at startup; per certificate request, see README).
+const SHARED_DEVICE_KEYS = `SELECT device_key, (array_agg(product_key ORDER BY product_key))[1:${LISTED_SHARED + 1}] AS product_keys, count(*) OVER () AS total
+  FROM devices GROUP BY device_key HAVING count(*) > 1 ORDER BY device_key LIMIT ${LISTED_SHARED}`
+const PRODUCT_KEYS_OF = 'SELECT product_key FROM devices WHERE device_key = $1 LIMIT 2'
 
 /** Opens a pool (connections are made on first use) for the pg store and the CLI alike. */
 export function createPool ({ url, poolMax, timeoutMs }: Omit<PostgresStoreOptions, 'log'>): pg.Pool {
@@ -73,6 +83,13 @@ export async function createPostgresStore (options: PostgresStoreOptions): Promi
       return row === undefined ? undefined : toDevice(row)
     },
     findDevices,
+    async findSharedDeviceKeys () {
+      const rows = await query<{ device_key: string, product_keys: string[], total: string }>({ text: SHARED_DEVICE_KEYS })
+      return { shared: rows.map((row) => ({ deviceKey: row.device_key, productKeys: row.product_keys })), total: Number(rows[0]?.total ?? 0) }
+    },
+    async productKeysOf (deviceKey: string) {
+      return (await query<{ product_key: string }>({ name: 'product-keys-of', text: PRODUCT_KEYS_OF, values: [deviceKey] })).map((row) => row.product_key)
+    },
     async checkHealth (): Promise<StoreHealth> {
       let devices: number
       let schemaVersion: number

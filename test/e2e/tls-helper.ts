@@ -1,4 +1,4 @@
-// A little PKI made with openssl for the TLS tests: a CA, a server certificate, device certificates (also expired, also from another CA).
+// A little PKI made with openssl for the TLS tests: a CA, a server certificate, device certificates (also expired, also from another CA), revocations and CRLs.
 import { execFileSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -22,6 +22,10 @@ export interface Pki {
   ca: Pem
   /** A certificate signed by this CA; `san` is an extension line such as `subjectAltName=DNS:localhost`. */
   issue: (name: string, cn: string, options?: { san?: string, expired?: boolean }) => Pem
+  /** Revokes the certificate issued as `name` (openssl ca -revoke): it is in every CRL made from now on. */
+  revoke: (name: string) => void
+  /** A PEM CRL of every certificate revoked so far, valid for 30 days, or one whose nextUpdate has passed. */
+  crl: (options?: { expired?: boolean }) => string
 }
 
 /** A new CA in `dir` (files <name>.pem and <name>.key), able to issue certificates, expired ones included. */
@@ -44,6 +48,15 @@ export function makePki (dir: string, caName = 'ca'): Pki {
       const dates = expired ? ['-startdate', '200101000000Z', '-enddate', '200102000000Z'] : ['-days', '30']
       openssl(dir, 'ca', '-batch', '-notext', '-config', `${caName}.cnf`, '-cert', `${caName}.pem`, '-keyfile', `${caName}.key`, '-in', `${name}.csr`, '-out', `${name}.pem`, ...dates)
       return pem(dir, name)
+    },
+    revoke (name) {
+      openssl(dir, 'ca', '-config', `${caName}.cnf`, '-cert', `${caName}.pem`, '-keyfile', `${caName}.key`, '-revoke', `${name}.pem`)
+    },
+    crl ({ expired = false } = {}) {
+      const out = join(dir, `${caName}-crl.pem`)
+      const dates = expired ? ['-crl_lastupdate', '200101000000Z', '-crl_nextupdate', '200102000000Z'] : ['-crldays', '30']
+      openssl(dir, 'ca', '-config', `${caName}.cnf`, '-cert', `${caName}.pem`, '-keyfile', `${caName}.key`, '-gencrl', '-out', out, ...dates)
+      return readFileSync(out, 'utf8')
     }
   }
 }

@@ -1,59 +1,13 @@
 // HTTPS and mutual TLS on a real listener: device certificates bound to their device, other CAs and expired certificates refused, renewals picked up.
 import { X509Certificate } from 'node:crypto'
-import { once } from 'node:events'
 import { copyFile } from 'node:fs/promises'
-import { request } from 'node:https'
-import type { PeerCertificate, TLSSocket } from 'node:tls'
-import t, { type Test } from 'tap'
-import type { FastifyInstance } from 'fastify'
-import { EXAMPLE_PASSWORDS, buildTestApp, createLogSink, makeToken, tempDir, writeTokenFile } from '../helper.js'
-import { makePki, type Pem, type Pki } from './tls-helper.js'
-
-/** GET /readyz over HTTPS. */
-async function fetchReady (port: number, ca: string): Promise<{ access: Record<string, unknown> }> {
-  const req = request({ host: '127.0.0.1', port, path: '/readyz', servername: 'localhost', ca, agent: false })
-  req.end()
-  const [res] = await once(req, 'response') as [import('node:http').IncomingMessage]
-  let text = ''
-  for await (const chunk of res) text += String(chunk)
-  return JSON.parse(text) as { access: Record<string, unknown> }
-}
-
-interface Answer { status: number, body: Record<string, unknown>, peer: PeerCertificate }
-
-/** POST a JSON body over HTTPS, trusting the test CA, with an optional client certificate and headers. */
-async function post (port: number, path: string, body: object, options: { ca: string, client?: Pem, headers?: Record<string, string> }): Promise<Answer> {
-  const req = request({
-    host: '127.0.0.1',
-    port,
-    path,
-    method: 'POST',
-    servername: 'localhost',
-    ca: options.ca,
-    ...(options.client !== undefined && { cert: options.client.cert, key: options.client.key }),
-    headers: { 'content-type': 'application/json', ...options.headers },
-    agent: false
-  })
-  req.end(JSON.stringify(body))
-  const [res] = await once(req, 'response') as [import('node:http').IncomingMessage]
-  let text = ''
-  for await (const chunk of res) text += String(chunk)
-  return { status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown>, peer: (res.socket as TLSSocket).getPeerCertificate() }
-}
+import t from 'tap'
+import { EXAMPLE_PASSWORDS, buildTestApp, makeToken, tempDir, writeTokenFile } from '../helper.js'
+import { fetchReady, post, serve } from './tls-client.js'
+import { makePki } from './tls-helper.js'
 
 const example = { productKey: '123', deviceKey: 'test', clientId: '123', timestamp: '1524448722000' }
 const other = { productKey: 'Ab12Cd34', deviceKey: 'boiler-0001' }
-
-interface Served { app: FastifyInstance, port: number, pki: Pki, server: Pem, sink: ReturnType<typeof createLogSink> }
-
-async function serve (t: Test, env: (pki: Pki, server: Pem) => Record<string, string>): Promise<Served> {
-  const pki = makePki(tempDir(t, 'pki-'))
-  const server = pki.issue('server', 'localhost', { san: 'subjectAltName=DNS:localhost,IP:127.0.0.1' })
-  const sink = createLogSink()
-  const app = await buildTestApp(t, { TLS_CERT_FILE: server.certFile, TLS_KEY_FILE: server.keyFile, LOG_LEVEL: 'info', ...env(pki, server) }, { logStream: sink.stream })
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  return { app, port: (app.server.address() as { port: number }).port, pki, server, sink }
-}
 
 t.test('TLS_CERT_FILE and TLS_KEY_FILE serve HTTPS', async (t) => {
   const { port, pki } = await serve(t, () => ({}))
@@ -94,7 +48,7 @@ t.test('a key that does not match its certificate stops startup naming the files
 t.test('mutual TLS: a device certificate signs for its own device only, with no token', async (t) => {
   const token = makeToken('provisioning', ['sign', 'sign:batch'], '*')
   const { port, pki, sink } = await serve(t, (pki) => ({ AUTH_MODE: 'mtls', TLS_CLIENT_CA_FILE: pki.ca.certFile, AUTH_TOKENS_FILE: writeTokenFile(t, [token]) }))
-  const device = pki.issue('device-test', 'test')
+  const device = pki.issue('device-test', '123/test')
   const mine = await post(port, '/sign', example, { ca: pki.ca.cert, client: device })
   t.equal(mine.status, 200)
   t.equal(mine.body.mqttPassword, EXAMPLE_PASSWORDS.hmacsha1)
@@ -106,22 +60,24 @@ t.test('mutual TLS: a device certificate signs for its own device only, with no 
   const tool = await post(port, '/sign/batch', { devices: [example, other] }, { ca: pki.ca.cert, headers: { authorization: `Bearer ${token.token}` } })
   t.match(tool, { status: 200, body: { summary: { signed: 2 } } }, 'a provisioning tool uses a token over the same listener')
   t.match(await post(port, '/sign', example, { ca: pki.ca.cert }), { status: 401, body: { code: 'UNAUTHENTICATED', message: 'send a client certificate of the device, or Authorization: Bearer <token>' } })
-  t.match(sink.lines().filter((l) => l.audit === true && l.route === '/sign'), [{ caller: 'cert:test', outcome: 'signed' }, { caller: 'cert:test', outcome: 'FORBIDDEN' }, { caller: null, outcome: 'UNAUTHENTICATED' }])
+  t.match(sink.lines().filter((l) => l.audit === true && l.route === '/sign'), [{ caller: 'cert:123/test', outcome: 'signed' }, { caller: 'cert:123/test', outcome: 'FORBIDDEN' }, { caller: null, outcome: 'UNAUTHENTICATED' }])
 })
 
 t.test('mutual TLS: an expired certificate and one from another CA are refused', async (t) => {
   const { port, pki } = await serve(t, (pki) => ({ AUTH_MODE: 'mtls', TLS_CLIENT_CA_FILE: pki.ca.certFile }))
-  const expired = await post(port, '/sign', example, { ca: pki.ca.cert, client: pki.issue('expired', 'test', { expired: true }) })
+  const expired = await post(port, '/sign', example, { ca: pki.ca.cert, client: pki.issue('expired', '123/test', { expired: true }) })
   t.match(expired, { status: 401, body: { code: 'UNAUTHENTICATED', message: 'the client certificate is not accepted (CERT_HAS_EXPIRED)' } })
-  const stranger = makePki(tempDir(t, 'pki-'), 'other-ca').issue('stranger', 'test')
+  const stranger = makePki(tempDir(t, 'pki-'), 'other-ca').issue('stranger', '123/test')
   const foreign = await post(port, '/sign', example, { ca: pki.ca.cert, client: stranger })
   t.match(foreign, { status: 401, body: { code: 'UNAUTHENTICATED', message: /^the client certificate is not accepted \((UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)\)$/ } })
   const nameless = await post(port, '/sign', example, { ca: pki.ca.cert, client: pki.issue('nameless', 'not a key!') })
-  t.match(nameless, { status: 401, body: { message: 'the client certificate names no device (MTLS_IDENTITY=deviceKey)' } })
+  t.match(nameless, { status: 401, body: { message: 'the client certificate names no device (MTLS_IDENTITY=productKey/deviceKey)' } })
+  const bare = await post(port, '/sign', example, { ca: pki.ca.cert, client: pki.issue('bare', 'test') })
+  t.match(bare, { status: 401, body: { message: 'the client certificate names no device (MTLS_IDENTITY=productKey/deviceKey)' } }, 'by default a bare deviceKey names no device')
 })
 
-t.test('MTLS_IDENTITY=productKey/deviceKey binds a certificate to one product\'s device, by CN or SAN', async (t) => {
-  const { port, pki } = await serve(t, (pki) => ({ AUTH_MODE: 'mtls', TLS_CLIENT_CA_FILE: pki.ca.certFile, MTLS_IDENTITY: 'productKey/deviceKey' }))
+t.test('MTLS_IDENTITY=productKey/deviceKey (the default) binds a certificate to one product\'s device, by CN or SAN', async (t) => {
+  const { port, pki } = await serve(t, (pki) => ({ AUTH_MODE: 'mtls', TLS_CLIENT_CA_FILE: pki.ca.certFile }))
   const byCn = pki.issue('by-cn', '123/test')
   t.equal((await post(port, '/sign', example, { ca: pki.ca.cert, client: byCn })).status, 200)
   const bySan = pki.issue('by-san', 'some device', { san: 'subjectAltName=URI:Ab12Cd34/boiler-0001,DNS:ignored.example' })

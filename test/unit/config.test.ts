@@ -18,7 +18,7 @@ t.test('an empty environment gives the documented defaults on the bundled exampl
     signMethod: 'hmacsha1',
     mqtt: undefined,
     logLevel: 'info',
-    auth: { mode: 'none', exampleOpen: true, tokensFile: undefined, mtlsIdentity: 'deviceKey' },
+    auth: { mode: 'none', exampleOpen: true, tokensFile: undefined, mtlsIdentity: 'productKey/deviceKey' },
     rateLimit: { perCaller: 6000, perDevice: 30, redisUrl: undefined },
     tls: undefined,
     maxConnections: undefined,
@@ -130,8 +130,8 @@ t.test('with a real store and AUTH_MODE unset, access control is token, and a to
 })
 
 t.test('the bundled example store runs open while AUTH_MODE is unset, and obeys AUTH_MODE when it is set', async (t) => {
-  t.same(loadConfig({}).auth, { mode: 'none', exampleOpen: true, tokensFile: undefined, mtlsIdentity: 'deviceKey' })
-  t.same(loadConfig({ AUTH_MODE: 'token', AUTH_TOKENS_FILE: '/t.json' }).auth, { mode: 'token', exampleOpen: false, tokensFile: '/t.json', mtlsIdentity: 'deviceKey' })
+  t.same(loadConfig({}).auth, { mode: 'none', exampleOpen: true, tokensFile: undefined, mtlsIdentity: 'productKey/deviceKey' })
+  t.same(loadConfig({ AUTH_MODE: 'token', AUTH_TOKENS_FILE: '/t.json' }).auth, { mode: 'token', exampleOpen: false, tokensFile: '/t.json', mtlsIdentity: 'productKey/deviceKey' })
 })
 
 t.test('with AUTH_MODE unset, a token file or a client CA asks for access control, on the example store too', async (t) => {
@@ -166,7 +166,7 @@ t.test('a setting that has no effect in the mode in force stops startup', async 
 
 t.test('TLS needs its certificate and key together; mtls needs all three files; MTLS_IDENTITY needs mtls', async (t) => {
   const tls = { TLS_CERT_FILE: '/tls/cert.pem', TLS_KEY_FILE: '/tls/key.pem' }
-  t.same(loadConfig(tls).tls, { certFile: '/tls/cert.pem', keyFile: '/tls/key.pem', clientCaFile: undefined })
+  t.same(loadConfig(tls).tls, { certFile: '/tls/cert.pem', keyFile: '/tls/key.pem', clientCaFile: undefined, crlFile: undefined })
   t.throws(() => loadConfig({ TLS_CERT_FILE: '/tls/cert.pem' }), { message: 'Invalid configuration:\n  TLS_KEY_FILE: is required with TLS_CERT_FILE' })
   t.throws(() => loadConfig({ TLS_KEY_FILE: '/tls/key.pem' }), { message: 'Invalid configuration:\n  TLS_CERT_FILE: is required with TLS_KEY_FILE' })
   t.throws(() => loadConfig({ AUTH_MODE: 'token', AUTH_TOKENS_FILE: '/t.json', TLS_CLIENT_CA_FILE: '/tls/ca.pem' }), { message: /TLS_CLIENT_CA_FILE: has no effect with AUTH_MODE=token/ })
@@ -179,6 +179,18 @@ t.test('TLS needs its certificate and key together; mtls needs all three files; 
     auth: { mode: 'mtls', mtlsIdentity: 'productKey/deviceKey' },
     tls: { clientCaFile: '/tls/ca.pem' }
   })
+  t.match(loadConfig({ AUTH_MODE: 'mtls', ...tls, TLS_CLIENT_CA_FILE: '/tls/ca.pem', MTLS_IDENTITY: 'deviceKey' }).auth, { mtlsIdentity: 'deviceKey' }, 'the deviceKey rule only when asked for')
+})
+
+t.test('MTLS_IDENTITY defaults to productKey/deviceKey: a bare deviceKey would sign for that deviceKey in every product', async (t) => {
+  const mtls = { AUTH_MODE: 'mtls', TLS_CERT_FILE: '/tls/cert.pem', TLS_KEY_FILE: '/tls/key.pem', TLS_CLIENT_CA_FILE: '/tls/ca.pem' }
+  t.equal(loadConfig(mtls).auth.mtlsIdentity, 'productKey/deviceKey')
+})
+
+t.test('TLS_CRL_FILE checks client certificates, so it needs TLS_CLIENT_CA_FILE', async (t) => {
+  const tls = { TLS_CERT_FILE: '/tls/cert.pem', TLS_KEY_FILE: '/tls/key.pem' }
+  t.throws(() => loadConfig({ ...tls, TLS_CRL_FILE: '/tls/crl.pem' }), { message: 'Invalid configuration:\n  TLS_CRL_FILE: has no effect without TLS_CLIENT_CA_FILE' })
+  t.match(loadConfig({ ...tls, TLS_CLIENT_CA_FILE: '/tls/ca.pem', TLS_CRL_FILE: '/tls/crl.pem' }).tls, { clientCaFile: '/tls/ca.pem', crlFile: '/tls/crl.pem' })
 })
 
 t.test('rate limits: 0 turns one off; the Redis URL must be redis:// or rediss://', async (t) => {

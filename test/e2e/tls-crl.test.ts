@@ -1,0 +1,144 @@
+// TLS_CRL_FILE on a real listener with an openssl CA: revoked device certificates refused, a new CRL picked up without a restart, on open connections too.
+import { rename, writeFile } from 'node:fs/promises'
+import { Agent } from 'node:https'
+import { join } from 'node:path'
+import t from 'tap'
+import { EXAMPLE_PASSWORDS, buildTestApp, tempDir } from '../helper.js'
+import { fetchReady, post, serve } from './tls-client.js'
+import { makePki } from './tls-helper.js'
+
+const example = { productKey: '123', deviceKey: 'test', clientId: '123', timestamp: '1524448722000' }
+
+/** Writes `content` beside `path` and moves it into place, as an operator replacing a file atomically does. */
+async function replaceFile (path: string, content: string): Promise<void> {
+  await writeFile(`${path}.new`, content)
+  await rename(`${path}.new`, path)
+}
+
+const watching = { STORE_WATCH: 'true', STORE_SETTLE_MS: '50', STORE_POLL_MS: '100' }
+
+t.test('TLS_CRL_FILE: a revoked device certificate gets 401; a new CRL moved into place counts without a restart, on open connections too', async (t) => {
+  const pki = makePki(tempDir(t, 'pki-'))
+  const revoked = pki.issue('revoked', '123/test')
+  const later = pki.issue('later', '123/test')
+  const kept = pki.issue('kept', '123/test')
+  pki.revoke('revoked')
+  const crlFile = join(pki.dir, 'crl.pem')
+  await writeFile(crlFile, pki.crl())
+  const { port, sink } = await serve(t, (pki) => ({ AUTH_MODE: 'mtls', TLS_CLIENT_CA_FILE: pki.ca.certFile, TLS_CRL_FILE: crlFile, ...watching }), pki)
+  const ca = pki.ca.cert
+  t.match(await post(port, '/sign', example, { ca, client: revoked }), {
+    status: 401,
+    body: { code: 'UNAUTHENTICATED', message: 'the client certificate has been revoked (CERT_REVOKED)' }
+  })
+  t.match(await post(port, '/sign', example, { ca, client: later }), { status: 200, body: { mqttPassword: EXAMPLE_PASSWORDS.hmacsha1 } }, 'another certificate of the same CA signs')
+  const open = new Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => open.destroy())
+  t.equal((await post(port, '/sign', example, { ca, client: kept, agent: open })).status, 200, 'a device on a keep-alive connection')
+
+  pki.revoke('later')
+  await replaceFile(crlFile, pki.crl())
+  let answer = await post(port, '/sign', example, { ca, client: later })
+  while (answer.status === 200) answer = await post(port, '/sign', example, { ca, client: later })
+  t.match(answer, { status: 401, body: { message: 'the client certificate has been revoked (CERT_REVOKED)' } }, 'revoked by the new CRL, no restart')
+  t.ok(sink.raw().includes('TLS certificate reloaded'))
+
+  // A connection opened before the new CRL was checked against the old one: it must reconnect to be checked again.
+  const stale = await post(port, '/sign', example, { ca, client: kept, agent: open })
+  t.match(stale, { status: 401, body: { code: 'UNAUTHENTICATED', message: /changed after this connection was opened: send the request again on a new connection/ }, headers: { connection: 'close' } })
+  t.equal((await post(port, '/sign', example, { ca, client: kept, agent: open })).status, 200, 'the same agent reconnects and signs')
+  t.equal((await post(port, '/sign', example, { ca, client: revoked })).status, 401, 'the first revocation still holds')
+})
+
+t.test('TLS_CRL_FILE: a CRL past its nextUpdate refuses every certificate, saying revocation cannot be checked', async (t) => {
+  const pki = makePki(tempDir(t, 'pki-'))
+  const crlFile = join(pki.dir, 'crl.pem')
+  await writeFile(crlFile, pki.crl({ expired: true }))
+  const { port } = await serve(t, (pki) => ({ AUTH_MODE: 'mtls', TLS_CLIENT_CA_FILE: pki.ca.certFile, TLS_CRL_FILE: crlFile }), pki)
+  t.match(await post(port, '/sign', example, { ca: pki.ca.cert, client: pki.issue('device', '123/test') }), {
+    status: 401,
+    body: { code: 'UNAUTHENTICATED', message: "the revocation of the client certificate cannot be checked: the service's TLS_CRL_FILE is out of date or lacks the CRL of its CA (CRL_HAS_EXPIRED)" }
+  })
+})
+
+t.test('TLS_CRL_FILE: a file of CRLs of several CAs counts each of them', async (t) => {
+  const pki = makePki(tempDir(t, 'pki-'))
+  const second = makePki(tempDir(t, 'pki-'), 'second-ca')
+  const device = pki.issue('device', '123/test')
+  const revoked = second.issue('revoked', '123/test')
+  second.revoke('revoked')
+  const dir = tempDir(t, 'trust-')
+  const caFile = join(dir, 'cas.pem')
+  const crlFile = join(dir, 'crls.pem')
+  await writeFile(caFile, pki.ca.cert + second.ca.cert)
+  await writeFile(crlFile, pki.crl() + second.crl())
+  const { port } = await serve(t, () => ({ AUTH_MODE: 'mtls', TLS_CLIENT_CA_FILE: caFile, TLS_CRL_FILE: crlFile }), pki)
+  t.equal((await post(port, '/sign', example, { ca: pki.ca.cert, client: device })).status, 200)
+  t.match(await post(port, '/sign', example, { ca: pki.ca.cert, client: revoked }), { status: 401, body: { message: 'the client certificate has been revoked (CERT_REVOKED)' } }, 'the second CRL of the file')
+  t.match(await post(port, '/sign', example, { ca: pki.ca.cert, client: second.issue('fine', '123/test') }), { status: 200 })
+})
+
+t.test('TLS_CRL_FILE: a bad file stops startup naming it; a bad new version keeps the CRL in force and shows in /readyz', async (t) => {
+  const pki = makePki(tempDir(t, 'pki-'))
+  const server = pki.issue('server', 'localhost', { san: 'subjectAltName=DNS:localhost,IP:127.0.0.1' })
+  const crlFile = join(pki.dir, 'crl.pem')
+  const env = { AUTH_MODE: 'mtls', TLS_CERT_FILE: server.certFile, TLS_KEY_FILE: server.keyFile, TLS_CLIENT_CA_FILE: pki.ca.certFile, TLS_CRL_FILE: crlFile }
+  await writeFile(crlFile, pki.ca.cert)
+  t.match(await buildTestApp(t, env).catch((e: unknown) => e), { name: 'TlsFileError', message: `TLS_CRL_FILE: ${crlFile} holds no PEM certificate revocation list (-----BEGIN X509 CRL-----)` })
+  await writeFile(crlFile, '-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n')
+  t.match(await buildTestApp(t, env).catch((e: unknown) => e), { name: 'TlsFileError', message: `TLS_CRL_FILE: ${crlFile} holds a revocation list that does not parse: ` })
+
+  const revoked = pki.issue('revoked', '123/test')
+  pki.revoke('revoked')
+  await writeFile(crlFile, pki.crl())
+  const { port, sink } = await serve(t, () => ({ ...env, ...watching }), pki)
+  await replaceFile(crlFile, 'not a CRL\n')
+  while (!sink.raw().includes('TLS reload failed')) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.match((await fetchReady(port, pki.ca.cert)).access, { tls: { lastReloadError: { message: /^TLS_CRL_FILE: .* holds no PEM certificate revocation list/ } } })
+  t.match(await post(port, '/sign', example, { ca: pki.ca.cert, client: revoked }), { status: 401, body: { message: 'the client certificate has been revoked (CERT_REVOKED)' } }, 'the old CRL still counts')
+  t.equal((await post(port, '/sign', example, { ca: pki.ca.cert, client: pki.issue('fine', '123/test') })).status, 200)
+})
+
+t.test('a renewed server certificate leaves open device connections as they are; a changed client CA file makes them reconnect', async (t) => {
+  const pki = makePki(tempDir(t, 'pki-'))
+  const crlFile = join(pki.dir, 'crl.pem')
+  await writeFile(crlFile, pki.crl())
+  const caFile = join(tempDir(t, 'trust-'), 'ca.pem')
+  await writeFile(caFile, pki.ca.cert)
+  const { port, server, sink } = await serve(t, () => ({ AUTH_MODE: 'mtls', TLS_CLIENT_CA_FILE: caFile, TLS_CRL_FILE: crlFile, ...watching }), pki)
+  const ca = pki.ca.cert
+  const device = pki.issue('device', '123/test')
+  const open = new Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => open.destroy())
+  const first = await post(port, '/sign', example, { ca, client: device, agent: open })
+  t.equal(first.status, 200)
+  const reloads = (): number => sink.lines().filter((line) => line.msg === 'TLS certificate reloaded').length
+
+  const renewed = pki.issue('renewed', 'localhost', { san: 'subjectAltName=DNS:localhost,IP:127.0.0.1' })
+  await rename(renewed.keyFile, server.keyFile)
+  await rename(renewed.certFile, server.certFile)
+  while (reloads() === 0) await new Promise((resolve) => setTimeout(resolve, 50))
+  const same = await post(port, '/sign', example, { ca, client: device, agent: open })
+  t.equal(same.peer.serialNumber, first.peer.serialNumber, 'the connection opened before the renewal')
+  t.equal(same.status, 200, 'signs on: the client CA and CRL did not change')
+
+  const before = reloads()
+  await replaceFile(caFile, pki.ca.cert + makePki(tempDir(t, 'pki-'), 'another-ca').ca.cert)
+  while (reloads() === before) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.match(await post(port, '/sign', example, { ca, client: device, agent: open }), { status: 401, headers: { connection: 'close' } }, 'checked under the old client CA')
+  t.equal((await post(port, '/sign', example, { ca, client: device, agent: open })).status, 200, 'and signs once reconnected')
+})
+
+t.test('SIGHUP applies a new CRL at once, without waiting for the file to settle', async (t) => {
+  const pki = makePki(tempDir(t, 'pki-'))
+  const device = pki.issue('device', '123/test')
+  const crlFile = join(pki.dir, 'crl.pem')
+  await writeFile(crlFile, pki.crl())
+  // A change is picked up by itself only after a minute here: what counts below is SIGHUP's reload.
+  const { app, port } = await serve(t, (pki) => ({ AUTH_MODE: 'mtls', TLS_CLIENT_CA_FILE: pki.ca.certFile, TLS_CRL_FILE: crlFile, STORE_SETTLE_MS: '60000' }), pki)
+  t.equal((await post(port, '/sign', example, { ca: pki.ca.cert, client: device })).status, 200)
+  pki.revoke('device')
+  await replaceFile(crlFile, pki.crl())
+  await app.reload()
+  t.match(await post(port, '/sign', example, { ca: pki.ca.cert, client: device }), { status: 401, body: { message: 'the client certificate has been revoked (CERT_REVOKED)' } })
+})
