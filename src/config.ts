@@ -76,6 +76,8 @@ export const envSchema = z.object({
     .describe('How long a cached device is used before it is read again: a rotated secret or a disabled device takes effect within this time.'),
   CACHE_NEGATIVE_TTL_MS: millis(5000, 0)
     .describe('How long an unknown device is remembered as unknown, so a device in a boot loop cannot hammer the database.'),
+  CACHE_NEGATIVE_MAX_ENTRIES: whole('must be a whole number from 0 to 10000000', 0, 10_000_000, 10_000)
+    .describe('Unknown devices remembered as unknown, in a cache of their own: made-up deviceKeys never evict a cached device. 0: none are remembered.'),
   CACHE_STALE_MS: millis(3_600_000, 0)
     .describe('While PostgreSQL is down or slow, cached devices keep signing for up to this long past CACHE_TTL_MS.'),
   STORE_FILE: optionalText
@@ -149,7 +151,7 @@ export interface Config {
   /** STORE=postgres: where the database is (undefined: pg's PG* variables) and how it is used. */
   database: { url: string | undefined, poolMax: number, migrate: boolean, timeoutMs: number }
   /** The cache in front of a remote store; maxEntries 0 turns it off. */
-  cache: { maxEntries: number, ttlMs: number, negativeTtlMs: number, staleMs: number }
+  cache: { maxEntries: number, ttlMs: number, negativeTtlMs: number, negativeMaxEntries: number, staleMs: number }
   storeFile: string
   isExampleStore: boolean
   storeWatch: boolean
@@ -207,7 +209,7 @@ function isExample (env: Readonly<Record<string, string | undefined>>): boolean 
   return env.STORE_FILE === undefined && env.STORE !== 'postgres'
 }
 
-const DATABASE_ONLY = ['DATABASE_URL', 'DATABASE_POOL_MAX', 'STORE_MIGRATE', 'STORE_TIMEOUT_MS', 'CACHE_MAX_ENTRIES', 'CACHE_TTL_MS', 'CACHE_NEGATIVE_TTL_MS', 'CACHE_STALE_MS'] as const
+const DATABASE_ONLY = ['DATABASE_URL', 'DATABASE_POOL_MAX', 'STORE_MIGRATE', 'STORE_TIMEOUT_MS', 'CACHE_MAX_ENTRIES', 'CACHE_TTL_MS', 'CACHE_NEGATIVE_TTL_MS', 'CACHE_NEGATIVE_MAX_ENTRIES', 'CACHE_STALE_MS'] as const
 // STORE_WATCH, STORE_SETTLE_MS and STORE_POLL_MS also rule how AUTH_TOKENS_FILE is watched.
 const FILE_ONLY = ['STORE_FILE', 'STORE_MAX_SHRINK_PERCENT'] as const
 
@@ -246,7 +248,7 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
     host: e.HOST,
     store: e.STORE,
     database: Object.freeze({ url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX, migrate: e.STORE_MIGRATE, timeoutMs: e.STORE_TIMEOUT_MS }),
-    cache: Object.freeze({ maxEntries: e.CACHE_MAX_ENTRIES, ttlMs: e.CACHE_TTL_MS, negativeTtlMs: e.CACHE_NEGATIVE_TTL_MS, staleMs: e.CACHE_STALE_MS }),
+    cache: Object.freeze({ maxEntries: e.CACHE_MAX_ENTRIES, ttlMs: e.CACHE_TTL_MS, negativeTtlMs: e.CACHE_NEGATIVE_TTL_MS, negativeMaxEntries: e.CACHE_NEGATIVE_MAX_ENTRIES, staleMs: e.CACHE_STALE_MS }),
     storeFile: e.STORE_FILE ?? EXAMPLE_STORE_FILE,
     isExampleStore,
     storeWatch: e.STORE_WATCH,

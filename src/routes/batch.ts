@@ -17,7 +17,7 @@ import { newBatchAudit, noteFailure, noteSigned, type ItemPosition } from '../pl
 import { ACCESS_ERRORS, COMMON_ERRORS, SECURITY, errorResponses } from '../schemas/error.js'
 import { REQUEST_ID_HEADER } from '../schemas/response.js'
 import { signFound, type SignDefaults } from '../sign-device.js'
-import type { Device, DeviceStore } from '../store/store.js'
+import type { DeviceLookup, DeviceStore } from '../store/store.js'
 import { IdleStreamError, splitLines, withIdleLimit, type Line } from './ndjson-lines.js'
 
 export interface BatchRouteOptions {
@@ -91,7 +91,7 @@ async function resultsOf (signing: Signing, entries: readonly Entry[]): Promise<
     if (refusal !== undefined) return failWith(at, refusal, checked.data)
     valid.push({ at, position: entry.position, item: checked.data })
   })
-  let devices: Array<Device | undefined>
+  let devices: DeviceLookup[]
   try {
     devices = await signing.store.findDevices(valid.map(({ item }) => item))
   } catch (err) {
@@ -101,8 +101,11 @@ async function resultsOf (signing: Signing, entries: readonly Entry[]): Promise<
     return results
   }
   valid.forEach(({ at, position, item }, i) => {
+    const device = devices[i]
+    // A device the store could not look up fails alone; the others are answered (a cache in an outage).
+    if (isAppError(device)) return failWith(at, device, item)
     try {
-      results[at] = writeSigned(position, signFound(devices[i], item, signing.defaults))
+      results[at] = writeSigned(position, signFound(device, item, signing.defaults))
       summary.signed++
       noteSigned(audit, item.productKey)
     } catch (err) {

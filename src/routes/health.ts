@@ -25,6 +25,8 @@ const storeHealthSchema = z.object({
   cache: z.object({
     size: z.number().int(),
     maxEntries: z.number().int(),
+    unknown: z.number().int().describe('Unknown devices remembered as unknown, in a cache of their own (CACHE_NEGATIVE_MAX_ENTRIES): they never take the place of a device.'),
+    maxUnknown: z.number().int(),
     hits: z.number().int(),
     misses: z.number().int(),
     hitRate: z.number(),

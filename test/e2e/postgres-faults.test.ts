@@ -133,4 +133,51 @@ t.test('POST /sign/batch on PostgreSQL signs with the secrets of the table', asy
   t.match(await res.json(), { results: [{ ok: true, mqttPassword: expectedPassword('cached-1', 'pg-secret-cached-1') }, { ok: false, error: { code: 'DEVICE_NOT_FOUND' } }] })
 })
 
+/** POST /sign/batch of these devices of PgProd, as JSON. */
+async function signBatch (base: string, deviceKeys: readonly string[]): Promise<{ status: number, body: { results: Array<{ ok: boolean, mqttPassword?: string, error?: { code: string, message: string } }>, summary: { signed: number, failed: number } } }> {
+  const res = await fetch(`${base}/sign/batch`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ devices: deviceKeys.map((deviceKey) => ({ productKey: 'PgProd', deviceKey })) })
+  })
+  return { status: res.status, body: await res.json() as never }
+}
+
+t.test('PostgreSQL stopped: a batch signs every device that has a usable cache entry; only the uncached one fails', async (t) => {
+  const url = await createDeviceDatabase(postgres, DEVICES)
+  const { base, sign } = await startService(t, url, { CACHE_TTL_MS: '200', STORE_TIMEOUT_MS: '1000' })
+  t.equal((await sign('cached-1')).status, 200)
+  t.equal((await signBatch(base, ['rotated-3'])).status, 200)
+  await postgres.stop()
+  t.teardown(() => postgres.start())
+  await sleep(300)
+  const { status, body } = await signBatch(base, ['cached-1', 'uncached-2', 'rotated-3'])
+  t.equal(status, 200)
+  t.match(body, {
+    results: [
+      { ok: true, mqttPassword: expectedPassword('cached-1', 'pg-secret-cached-1') },
+      { ok: false, error: { code: 'STORE_UNAVAILABLE' } },
+      { ok: true, mqttPassword: expectedPassword('rotated-3', 'pg-secret-before-3') }
+    ],
+    summary: { signed: 2, failed: 1 }
+  })
+})
+
+t.test('made-up deviceKeys do not flush the cache: during the next outage the cached devices still sign', async (t) => {
+  const url = await createDeviceDatabase(postgres, DEVICES)
+  const { base, sign } = await startService(t, url, { CACHE_MAX_ENTRIES: '2', CACHE_TTL_MS: '200', STORE_TIMEOUT_MS: '1000' })
+  t.equal((await sign('cached-1')).status, 200)
+  t.equal((await sign('rotated-3')).status, 200)
+  for (let round = 0; round < 3; round++) {
+    const junk = Array.from({ length: 50 }, (_, i) => `made-up-${round}-${i}`)
+    t.equal((await signBatch(base, junk)).body.summary.failed, 50)
+    for (const deviceKey of junk.slice(0, 10)) t.equal((await sign(deviceKey)).status, 404)
+  }
+  await postgres.stop()
+  t.teardown(() => postgres.start())
+  await sleep(300)
+  t.equal((await sign('cached-1')).status, 200, 'a cached device signs alone')
+  t.match((await signBatch(base, ['cached-1', 'rotated-3'])).body, { summary: { signed: 2, failed: 0 } }, 'and in a batch')
+})
+
 export type { Postgres }
