@@ -96,10 +96,13 @@ async function resultsOf (signing: Signing, entries: readonly Entry[]): Promise<
     devices = await signing.store.findDevices(valid.map(({ item }) => item))
   } catch (err) {
     const error = isAppError(err) ? err : new AppError('INTERNAL', INTERNAL_MESSAGE)
-    if (!isAppError(err)) log.error({ err }, 'batch lookup failed')
+    // The items' message is fixed; the cause (the store's own words) is logged here, under the request id.
+    log.error({ err }, 'batch lookup failed')
     for (const { at, item } of valid) failWith(at, error, item)
     return results
   }
+  const failure = devices.find(isAppError)
+  if (failure !== undefined) log.error({ err: failure }, 'batch lookup failed for the devices without a usable cache entry')
   valid.forEach(({ at, position, item }, i) => {
     const device = devices[i]
     // A device the store could not look up fails alone; the others are answered (a cache in an outage).
