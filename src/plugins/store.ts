@@ -1,16 +1,25 @@
 // Decorates the app with its device store (the file store, or PostgreSQL behind a cache) and closes the store with the app.
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
 import { createCachedStore } from '../store/cached-store.js'
 import { createFileStore } from '../store/file-store.js'
 import { SchemaError, migrate } from '../store/migrations.js'
 import { createPool, createPostgresStore, describePgError } from '../store/postgres-store.js'
-import type { DeviceStore } from '../store/store.js'
+import { NOT_CACHED, type DeviceKeys, type DeviceLookup, type DeviceStore } from '../store/store.js'
+import { AppError } from '../errors.js'
+import { createUnknownBudget, type UnknownBudget } from '../unknown-budget.js'
+import { callerOf } from './auth.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     store: DeviceStore
+    /**
+     * The store as this request's caller may use it: with STORE=postgres, a caller past
+     * RATE_LIMIT_UNKNOWN_PER_CALLER unknown devices this minute gets RATE_LIMITED for any device the
+     * cache cannot answer, instead of a query. Routes look devices up through it.
+     */
+    storeFor: (request: FastifyRequest) => DeviceStore
   }
 }
 
@@ -26,6 +35,11 @@ async function storePlugin (app: FastifyInstance, { config, store }: StorePlugin
   // Lookups are timed through the app's metrics; the store itself knows nothing of them.
   const served = app.metrics.instrumentStore(deviceStore)
   app.decorate('store', served)
+  const limit = config.unknownLookupsPerCaller
+  // Only a store with a cache in front of a database has lookups worth bounding (the file store answers all from memory).
+  const peek = served.peekDevices
+  const budget = limit === 0 || peek === undefined ? undefined : createUnknownBudget(limit, Date.now)
+  app.decorate('storeFor', (request: FastifyRequest) => budget === undefined || peek === undefined ? served : boundedStore(served, peek, budget, callerKey(request)))
   app.addHook('onClose', async () => { await served.close() })
 }
 
@@ -43,6 +57,41 @@ async function openFile (app: FastifyInstance, config: Readonly<Config>, log: Fa
     log.warn({ path: config.storeFile }, 'serving the bundled example store: set STORE_FILE to your own devices')
   }
   return store
+}
+
+/** Who a request counts against: a token or certificate by its name, an open caller by its address. */
+function callerKey (request: FastifyRequest): string {
+  const caller = callerOf(request)
+  return caller.kind === 'open' ? `ip:${request.ip}` : `caller:${caller.name}`
+}
+
+/**
+ * The store for one caller: lookups count the unknown devices that reached the database; once the
+ * caller has found `budget.perMinute` of them this minute, a device the cache cannot answer gets
+ * RATE_LIMITED without a query (cached devices, and devices remembered as unknown, still answer).
+ */
+function boundedStore (store: DeviceStore, peek: NonNullable<DeviceStore['peekDevices']>, budget: UnknownBudget, caller: string): DeviceStore {
+  const refused = (seconds: number): AppError => new AppError('RATE_LIMITED',
+    `this caller looked up more than ${budget.perMinute} unknown devices in a minute (RATE_LIMIT_UNKNOWN_PER_CALLER): ` +
+    `devices not in the cache are refused for ${seconds} s; check the deviceKeys you send`, { retryAfter: seconds })
+  const findDevices = async (keys: readonly DeviceKeys[]): Promise<DeviceLookup[]> => {
+    const cached = peek(keys)
+    const seconds = budget.spentFor(caller)
+    if (seconds !== undefined) return cached.map((found) => found === NOT_CACHED ? refused(seconds) : found)
+    const found = await store.findDevices(keys)
+    // Charged: the devices the cache could not answer that the database did not find.
+    budget.charge(caller, found.filter((device, i) => device === undefined && cached[i] === NOT_CACHED).length)
+    return found
+  }
+  return {
+    ...store,
+    async findDevice (productKey: string, deviceKey: string) {
+      const [found] = await findDevices([{ productKey, deviceKey }])
+      if (found instanceof AppError) throw found
+      return found
+    },
+    findDevices
+  }
 }
 
 /** PostgreSQL, migrated first when STORE_MIGRATE=true, behind the cache unless CACHE_MAX_ENTRIES=0. */

@@ -227,7 +227,7 @@ const batchRoute: FastifyPluginAsyncZod<BatchRouteOptions> = async (app, options
     const audit = newBatchAudit()
     request.batchAudit = audit
     const signing: Signing = {
-      store: app.store,
+      store: app.storeFor(request),
       defaults: { signMethod: defaultSignMethod, timestamp: String(clock()) },
       summary,
       audit,

@@ -1,7 +1,7 @@
 // A cache in front of a remote store (lru-cache): bounded, with a TTL, unknown devices kept apart, one query per missed device, stale answers through outages.
 import { LRUCache } from 'lru-cache'
 import { isAppError } from '../errors.js'
-import { deviceId, type CacheStats, type Device, type DeviceKeys, type DeviceLookup, type DeviceStore, type StoreHealth } from './store.js'
+import { NOT_CACHED, deviceId, type CacheStats, type Device, type DeviceKeys, type DeviceLookup, type DeviceStore, type StoreHealth } from './store.js'
 
 export interface CacheOptions {
   /** Most devices held; the least recently used go first. */
@@ -197,6 +197,13 @@ export function createCachedStore (inner: DeviceStore, options: CacheOptions): D
         results[i] = answer
       })
       return results
+    },
+    peekDevices (keys: readonly DeviceKeys[]): Array<Device | undefined | typeof NOT_CACHED> {
+      return keys.map(({ productKey, deviceKey }) => {
+        const id = deviceId(productKey, deviceKey)
+        if (unknown?.has(id) === true) return undefined
+        return cache.get(id)?.device ?? NOT_CACHED
+      })
     },
     async checkHealth (): Promise<StoreHealth> {
       const health = await inner.checkHealth()

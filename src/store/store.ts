@@ -70,6 +70,12 @@ export interface DeviceStore {
    * their AppError, so that they fail alone; one that can answer none rejects.
    */
   findDevices (keys: readonly DeviceKeys[]): Promise<DeviceLookup[]>
+  /**
+   * A store with a cache in front of a remote backend: what the cache can answer now, without asking
+   * the backend (the device, undefined for one remembered as unknown, NOT_CACHED for the rest).
+   * A store that holds everything in memory has none: every lookup it answers costs nothing.
+   */
+  peekDevices? (keys: readonly DeviceKeys[]): Array<Device | undefined | typeof NOT_CACHED>
   checkHealth (): Promise<StoreHealth>
   /** Re-reads the source (SIGHUP). A failed reload keeps the old data and is reported by checkHealth. */
   reload? (): Promise<unknown>
@@ -87,6 +93,9 @@ export interface DeviceStore {
  * backend (a cache during an outage) could not answer. Devices are plain objects, never errors.
  */
 export type DeviceLookup = Device | undefined | AppError
+
+/** What {@link DeviceStore.peekDevices} answers for a key whose answer would need the backend. */
+export const NOT_CACHED: unique symbol = Symbol('not cached')
 
 /** The lookup key for a device: the same `deviceKey&productKey` form as mqttUsername (`&` is in neither key). */
 export function deviceId (productKey: string, deviceKey: string): string {

@@ -5,7 +5,7 @@ import t from 'tap'
 import { buildApp } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
 import { STORE_UNAVAILABLE_MESSAGE } from '../../src/errors.js'
-import { contractPassword, createLogSink, FIXED_NOW, type Teardown } from '../helper.js'
+import { contractPassword, createLogSink, FIXED_NOW, makeToken, writeTokenFile, type Teardown } from '../helper.js'
 import { createDeviceDatabase, startPostgres, type Postgres } from '../pg-helper.js'
 
 const DEVICES = [
@@ -236,6 +236,40 @@ t.test('503 answers and /readyz never pass on the database\'s words or address: 
   t.ok(causes.some((c) => /ECONNREFUSED/.test(c)), 'the refused connection is logged as the cause')
   t.ok(failed.every((line) => typeof line.reqId === 'string'), 'each with its request id')
   t.notOk(sink.raw().includes('right-pw-123') || sink.raw().includes('wrong-pw-456'), 'no password in the log')
+})
+
+t.test('RATE_LIMIT_UNKNOWN_PER_CALLER: a caller past its unknown devices gets 429 for devices not cached, without a query; cached devices and other callers sign', async (t) => {
+  const url = await createDeviceDatabase(postgres, DEVICES)
+  const spender = makeToken('spender', ['sign', 'sign:batch'], ['PgProd'])
+  const other = makeToken('other', ['sign', 'sign:batch'], ['PgProd'])
+  const { base } = await startService(t, url, { AUTH_MODE: 'token', AUTH_TOKENS_FILE: writeTokenFile(t, [spender, other]), RATE_LIMIT_UNKNOWN_PER_CALLER: '20', STORE_TIMEOUT_MS: '1000' })
+  const post = async (token: string, path: string, body: unknown): Promise<Response> => fetch(`${base}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify(body)
+  })
+  const sign = async (token: string, deviceKey: string): Promise<Response> => post(token, '/sign', { productKey: 'PgProd', deviceKey })
+  const batch = async (token: string, deviceKeys: string[]): Promise<Array<{ ok: boolean, error?: { code: string } }>> =>
+    ((await (await post(token, '/sign/batch', { devices: deviceKeys.map((deviceKey) => ({ productKey: 'PgProd', deviceKey })) })).json()) as { results: Array<{ ok: boolean, error?: { code: string } }> }).results
+
+  t.equal((await sign(spender.token, 'cached-1')).status, 200)
+  for (let i = 0; i < 15; i++) t.equal((await sign(spender.token, `made-up-${i}`)).status, 404)
+  t.match(await batch(spender.token, Array.from({ length: 10 }, (_, i) => `made-up-batch-${i}`)), Array.from({ length: 10 }, () => ({ ok: false, error: { code: 'DEVICE_NOT_FOUND' } })))
+
+  // Spent (25 unknown devices of 20): the database is not asked again; stopping it shows none is tried (429, not 503).
+  await postgres.stop()
+  t.teardown(() => postgres.start())
+  const refused = await sign(spender.token, 'made-up-new')
+  t.equal(refused.status, 429)
+  t.ok(Number(refused.headers.get('retry-after')) >= 1)
+  t.match(await refused.json(), { code: 'RATE_LIMITED', message: /more than 20 unknown devices in a minute \(RATE_LIMIT_UNKNOWN_PER_CALLER\)/ })
+  t.equal((await sign(spender.token, 'uncached-2')).status, 429, 'a real device not cached is refused too, for this caller')
+  t.equal((await sign(spender.token, 'cached-1')).status, 200, 'a cached device signs')
+  t.equal((await sign(spender.token, 'made-up-3')).status, 404, 'a device remembered as unknown is answered from the cache')
+  t.match(await batch(spender.token, ['cached-1', 'uncached-2', 'made-up-other']), [{ ok: true }, { ok: false, error: { code: 'RATE_LIMITED' } }, { ok: false, error: { code: 'RATE_LIMITED' } }])
+  t.equal((await sign(other.token, 'uncached-2')).status, 503, 'another caller still asks the database (down now)')
+  await postgres.start()
+  t.equal((await sign(other.token, 'uncached-2')).status, 200, 'and signs once it is back')
 })
 
 export type { Postgres }

@@ -9,6 +9,7 @@ t.test('an empty environment gives the documented defaults on the bundled exampl
     store: 'file',
     database: { url: undefined, poolMax: 10, migrate: false, timeoutMs: 2000 },
     cache: { maxEntries: 100000, ttlMs: 60000, negativeTtlMs: 5000, negativeMaxEntries: 10000, staleMs: 3600000 },
+    unknownLookupsPerCaller: 1000,
     storeFile: EXAMPLE_STORE_FILE,
     isExampleStore: true,
     storeWatch: true,
@@ -235,6 +236,7 @@ t.test('STORE=postgres reads the database and cache settings; the file store is 
     CACHE_NEGATIVE_TTL_MS: '0',
     CACHE_NEGATIVE_MAX_ENTRIES: '7',
     CACHE_STALE_MS: '0',
+    RATE_LIMIT_UNKNOWN_PER_CALLER: '0',
     AUTH_MODE: 'none'
   })
   t.match(config, {
@@ -242,6 +244,7 @@ t.test('STORE=postgres reads the database and cache settings; the file store is 
     isExampleStore: false,
     database: { url: 'postgresql://signer:pw@db:5432/devices?sslmode=require', poolMax: 4, migrate: true, timeoutMs: 500 },
     cache: { maxEntries: 0, ttlMs: 1000, negativeTtlMs: 0, negativeMaxEntries: 7, staleMs: 0 },
+    unknownLookupsPerCaller: 0,
     auth: { mode: 'none', exampleOpen: false }
   })
   t.equal(loadConfig({ STORE: 'postgres', AUTH_MODE: 'none' }).database.url, undefined, 'unset: the PG* variables')
@@ -271,6 +274,9 @@ t.test('bad database settings are named, without the URL and its password; setti
   t.throws(() => loadConfig({ DATABASE_URL: 'postgres://db/x', CACHE_TTL_MS: '10' }), {
     message: 'Invalid configuration:\n  DATABASE_URL: has no effect with STORE=file\n  CACHE_TTL_MS: has no effect with STORE=file'
   })
+  t.throws(() => loadConfig({ RATE_LIMIT_UNKNOWN_PER_CALLER: '5' }), {
+    message: 'Invalid configuration:\n  RATE_LIMIT_UNKNOWN_PER_CALLER: has no effect with STORE=file'
+  }, 'the file store answers every lookup from memory: there is no database to protect')
   t.throws(() => loadConfig({ STORE: 'postgres', AUTH_MODE: 'none', STORE_FILE: '/d.csv', STORE_MAX_SHRINK_PERCENT: '5' }), {
     message: 'Invalid configuration:\n  STORE_FILE: has no effect with STORE=postgres\n  STORE_MAX_SHRINK_PERCENT: has no effect with STORE=postgres'
   })
