@@ -74,23 +74,33 @@ function boundedStore (store: DeviceStore, peek: NonNullable<DeviceStore['peekDe
   const refused = (seconds: number): AppError => new AppError('RATE_LIMITED',
     `this caller looked up more than ${budget.perMinute} unknown devices in a minute (RATE_LIMIT_UNKNOWN_PER_CALLER): ` +
     `devices not in the cache are refused for ${seconds} s; check the deviceKeys you send`, { retryAfter: seconds })
-  const findDevices = async (keys: readonly DeviceKeys[]): Promise<DeviceLookup[]> => {
-    const cached = peek(keys)
-    const seconds = budget.spentFor(caller)
-    if (seconds !== undefined) return cached.map((found) => found === NOT_CACHED ? refused(seconds) : found)
-    const found = await store.findDevices(keys)
-    // Charged: the devices the cache could not answer that the database did not find.
-    budget.charge(caller, found.filter((device, i) => device === undefined && cached[i] === NOT_CACHED).length)
-    return found
-  }
   return {
     ...store,
     async findDevice (productKey: string, deviceKey: string) {
-      const [found] = await findDevices([{ productKey, deviceKey }])
-      if (found instanceof AppError) throw found
-      return found
+      const [cached] = peek([{ productKey, deviceKey }])
+      const seconds = budget.spentFor(caller)
+      if (seconds !== undefined && cached === NOT_CACHED) throw refused(seconds)
+      // Through the store's own findDevice, so that concurrent lookups of one device still make one query.
+      const device = await store.findDevice(productKey, deviceKey)
+      // Charged: a device the cache could not answer, that the database did not find.
+      if (device === undefined && cached === NOT_CACHED) budget.charge(caller, 1)
+      return device
     },
-    findDevices
+    async findDevices (keys: readonly DeviceKeys[]): Promise<DeviceLookup[]> {
+      const cached = peek(keys)
+      const seconds = budget.spentFor(caller)
+      if (seconds === undefined) {
+        const found = await store.findDevices(keys)
+        budget.charge(caller, found.filter((device, i) => device === undefined && cached[i] === NOT_CACHED).length)
+        return found
+      }
+      // Spent: only what the cache holds is looked up (and answered from it); the rest is refused.
+      const held = keys.filter((_key, i) => cached[i] !== NOT_CACHED)
+      const found = held.length === 0 ? [] : await store.findDevices(held)
+      const error = refused(seconds)
+      let next = 0
+      return cached.map((entry) => entry === NOT_CACHED ? error : found[next++])
+    }
   }
 }
 

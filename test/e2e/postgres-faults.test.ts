@@ -272,4 +272,12 @@ t.test('RATE_LIMIT_UNKNOWN_PER_CALLER: a caller past its unknown devices gets 42
   t.equal((await sign(other.token, 'uncached-2')).status, 200, 'and signs once it is back')
 })
 
+t.test('200 concurrent POST /sign of one device not cached make one query (the unknown-device bound on)', async (t) => {
+  const url = await createDeviceDatabase(postgres, DEVICES)
+  const { sign, ready } = await startService(t, url, { RATE_LIMIT_UNKNOWN_PER_CALLER: '1000' })
+  const answers = await Promise.all(Array.from({ length: 200 }, async () => (await sign('uncached-2')).status))
+  t.same(new Set(answers), new Set([200]))
+  t.match(await ready(), { body: { store: { cache: { misses: 1, hits: 199 } } } })
+})
+
 export type { Postgres }
