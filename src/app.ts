@@ -147,6 +147,13 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
     throw err
   }
   await app.register(healthRoutes, {
+    files: {
+      STORE_FILE: config.store === 'file' ? config.storeFile : undefined,
+      AUTH_TOKENS_FILE: config.auth.tokensFile,
+      TLS_CERT_FILE: config.tls?.certFile,
+      TLS_KEY_FILE: config.tls?.keyFile,
+      TLS_CLIENT_CA_FILE: config.tls?.clientCaFile
+    },
     access: () => ({
       mode: config.auth.mode,
       ...(tokens !== undefined && { tokens: tokens.health() }),

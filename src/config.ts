@@ -77,6 +77,10 @@ export const envSchema = z.object({
     .describe('How long a cached device is used before it is read again: a rotated secret or a disabled device takes effect within this time.'),
   CACHE_NEGATIVE_TTL_MS: millis(5000, 0)
     .describe('How long an unknown device is remembered as unknown, so a device in a boot loop cannot hammer the database.'),
+  CACHE_NEGATIVE_MAX_ENTRIES: whole('must be a whole number from 0 to 10000000', 0, 10_000_000, 10_000)
+    .describe('Unknown devices remembered as unknown, in a cache of their own: made-up deviceKeys never evict a cached device. 0: none are remembered.'),
+  RATE_LIMIT_UNKNOWN_PER_CALLER: whole('must be a whole number from 0 to 1000000', 0, 1_000_000, 1000)
+    .describe('STORE=postgres: unknown devices a caller may look up in the database a minute; past it, a device not in the cache gets 429 RATE_LIMITED without a query. 0: no limit.'),
   CACHE_STALE_MS: millis(3_600_000, 0)
     .describe('While PostgreSQL is down or slow, cached devices keep signing for up to this long past CACHE_TTL_MS.'),
   STORE_FILE: optionalText
@@ -152,7 +156,9 @@ export interface Config {
   /** STORE=postgres: where the database is (undefined: pg's PG* variables) and how it is used. */
   database: { url: string | undefined, poolMax: number, migrate: boolean, timeoutMs: number }
   /** The cache in front of a remote store; maxEntries 0 turns it off. */
-  cache: { maxEntries: number, ttlMs: number, negativeTtlMs: number, staleMs: number }
+  cache: { maxEntries: number, ttlMs: number, negativeTtlMs: number, negativeMaxEntries: number, staleMs: number }
+  /** RATE_LIMIT_UNKNOWN_PER_CALLER: unknown devices a caller may look up in PostgreSQL a minute (0: no limit). */
+  unknownLookupsPerCaller: number
   storeFile: string
   /** STORE_FILE is unset: the bundled example's path is served (not proof of its content: see auth.exampleOpen). */
   isExampleStore: boolean
@@ -226,7 +232,7 @@ function isExample (env: Readonly<Record<string, string | undefined>>): boolean 
   return env.STORE_FILE === undefined && env.STORE !== 'postgres'
 }
 
-const DATABASE_ONLY = ['DATABASE_URL', 'DATABASE_POOL_MAX', 'STORE_MIGRATE', 'STORE_TIMEOUT_MS', 'CACHE_MAX_ENTRIES', 'CACHE_TTL_MS', 'CACHE_NEGATIVE_TTL_MS', 'CACHE_STALE_MS'] as const
+const DATABASE_ONLY = ['DATABASE_URL', 'DATABASE_POOL_MAX', 'STORE_MIGRATE', 'STORE_TIMEOUT_MS', 'CACHE_MAX_ENTRIES', 'CACHE_TTL_MS', 'CACHE_NEGATIVE_TTL_MS', 'CACHE_NEGATIVE_MAX_ENTRIES', 'CACHE_STALE_MS', 'RATE_LIMIT_UNKNOWN_PER_CALLER'] as const
 // STORE_WATCH, STORE_SETTLE_MS and STORE_POLL_MS also rule how AUTH_TOKENS_FILE is watched.
 const FILE_ONLY = ['STORE_FILE', 'STORE_MAX_SHRINK_PERCENT'] as const
 
@@ -291,7 +297,8 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
     host: e.HOST,
     store: e.STORE,
     database: Object.freeze({ url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX, migrate: e.STORE_MIGRATE, timeoutMs: e.STORE_TIMEOUT_MS }),
-    cache: Object.freeze({ maxEntries: e.CACHE_MAX_ENTRIES, ttlMs: e.CACHE_TTL_MS, negativeTtlMs: e.CACHE_NEGATIVE_TTL_MS, staleMs: e.CACHE_STALE_MS }),
+    cache: Object.freeze({ maxEntries: e.CACHE_MAX_ENTRIES, ttlMs: e.CACHE_TTL_MS, negativeTtlMs: e.CACHE_NEGATIVE_TTL_MS, negativeMaxEntries: e.CACHE_NEGATIVE_MAX_ENTRIES, staleMs: e.CACHE_STALE_MS }),
+    unknownLookupsPerCaller: e.RATE_LIMIT_UNKNOWN_PER_CALLER,
     storeFile: e.STORE_FILE ?? EXAMPLE_STORE_FILE,
     isExampleStore,
     storeWatch: e.STORE_WATCH,

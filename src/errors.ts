@@ -34,6 +34,13 @@ export type ErrorCode = keyof typeof ERROR_STATUS
 /** Retry-After (seconds) sent with every STORE_UNAVAILABLE answer, unless the thrower says otherwise. */
 export const STORE_RETRY_AFTER_SECONDS = 5
 
+/**
+ * The message of every STORE_UNAVAILABLE answer: fixed words, never the backend's own text, which can
+ * name hosts, ports, users and databases. The cause is logged under the request id instead.
+ */
+export const STORE_UNAVAILABLE_MESSAGE = `the device store is not answering; retry after ${STORE_RETRY_AFTER_SECONDS} seconds (Retry-After); ` +
+  'the cause is logged under the request id of this answer (X-Request-Id)'
+
 /** Retry-After (seconds) sent while the service shuts down: another replica, or this one restarted, can answer. */
 export const SHUTDOWN_RETRY_AFTER_SECONDS = 1
 

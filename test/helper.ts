@@ -8,7 +8,7 @@ import type { Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { buildApp, type AppDeps } from '../src/app.js'
 import { EXAMPLE_STORE_FILE, loadConfig, type Config } from '../src/config.js'
-import { AppError } from '../src/errors.js'
+import { AppError, STORE_UNAVAILABLE_MESSAGE } from '../src/errors.js'
 import type { DeviceStore } from '../src/store/store.js'
 
 /** The worked example of ENOS-SIGNING.md, which examples/devices.json holds. */
@@ -65,7 +65,7 @@ export function createLogSink (): { stream: Writable, raw: () => string, lines: 
 /** A store whose backend is down: every call fails as a real adapter would report it. */
 export function unavailableStore (): DeviceStore {
   const down = (): never => {
-    throw new AppError('STORE_UNAVAILABLE', 'the device store is not reachable; retry shortly')
+    throw new AppError('STORE_UNAVAILABLE', STORE_UNAVAILABLE_MESSAGE)
   }
   return { kind: 'fake', findDevice: async () => down(), findDevices: async () => down(), checkHealth: async () => down(), close: async () => {} }
 }

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import { normalizeSignMethod, type SignMethod } from '../core/sign-method.js'
+import { isAppError } from '../errors.js'
 import type { DeviceKeys, DeviceStore } from '../store/store.js'
 import { CounterCells, HistogramCells } from './metric-cells.js'
 
@@ -177,8 +178,12 @@ function storeMetrics (registry: Registry, store: () => DeviceStore): Metrics & 
           }
           timed(kind, 'find_many', 'ok', start)
           let missing = 0
-          for (const device of found) if (device === undefined) missing++
-          looked.inc([kind, 'found'], found.length - missing)
+          let failed = 0
+          for (const device of found) {
+            if (device === undefined) missing++
+            else if (isAppError(device)) failed++
+          }
+          looked.inc([kind, 'found'], found.length - missing - failed)
           looked.inc([kind, 'missing'], missing)
           return found
         },

@@ -1,5 +1,5 @@
 // Decorates the app with its device store (the file store, or PostgreSQL behind a cache) and closes the store with the app.
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Caller } from '../auth/caller.js'
 import type { Config } from '../config.js'
@@ -10,7 +10,9 @@ import { SchemaError, migrate } from '../store/migrations.js'
 import { createPool, createPostgresStore, describePgError, type PostgresStore } from '../store/postgres-store.js'
 import { isExampleDevices } from '../store/example-devices.js'
 import { SharedDeviceKeyError, describeSharedDeviceKeys } from '../store/shared-device-keys.js'
-import type { Device, DeviceStore } from '../store/store.js'
+import { NOT_CACHED, type Device, type DeviceKeys, type DeviceLookup, type DeviceStore } from '../store/store.js'
+import { createUnknownBudget, type UnknownBudget } from '../unknown-budget.js'
+import { callerOf } from './auth.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -20,6 +22,12 @@ declare module 'fastify' {
      * holds that deviceKey in more than one product (FORBIDDEN). A no-op otherwise.
      */
     refuseSharedDeviceKey: (caller: Caller, deviceKey: string) => Promise<void>
+    /**
+     * The store as this request's caller may use it: with STORE=postgres, a caller past
+     * RATE_LIMIT_UNKNOWN_PER_CALLER unknown devices this minute gets RATE_LIMITED for any device the
+     * cache cannot answer, instead of a query. Routes look devices up through it.
+     */
+    storeFor: (request: FastifyRequest) => DeviceStore
   }
 }
 
@@ -49,6 +57,11 @@ async function storePlugin (app: FastifyInstance, { config, store }: StorePlugin
       throw new AppError('FORBIDDEN', `deviceKey "${deviceKey}" is in more than one product, so a client certificate that names only the deviceKey (MTLS_IDENTITY=deviceKey) signs for none of them`)
     }
   })
+  const limit = config.unknownLookupsPerCaller
+  // Only a store with a cache in front of a database has lookups worth bounding (the file store answers all from memory).
+  const peek = served.peekDevices
+  const budget = limit === 0 || peek === undefined ? undefined : createUnknownBudget(limit, Date.now)
+  app.decorate('storeFor', (request: FastifyRequest) => budget === undefined || peek === undefined ? served : boundedStore(served, peek, budget, callerKey(request)))
   app.addHook('onClose', async () => { await served.close() })
 }
 
@@ -75,6 +88,51 @@ function notTheExample (devices: ReadonlyMap<string, Device>): string | undefine
   if (isExampleDevices(devices)) return undefined
   return `is not the bundled example store (it holds ${devices.size} device${devices.size === 1 ? '' : 's'}), and with AUTH_MODE unset it would be served open: ` +
     'set AUTH_TOKENS_FILE (access by token), or AUTH_MODE=none to run open on purpose'
+}
+
+/** Who a request counts against: a token or certificate by its name, an open caller by its address. */
+function callerKey (request: FastifyRequest): string {
+  const caller = callerOf(request)
+  return caller.kind === 'open' ? `ip:${request.ip}` : `caller:${caller.name}`
+}
+
+/**
+ * The store for one caller: lookups count the unknown devices that reached the database; once the
+ * caller has found `budget.perMinute` of them this minute, a device the cache cannot answer gets
+ * RATE_LIMITED without a query (cached devices, and devices remembered as unknown, still answer).
+ */
+function boundedStore (store: DeviceStore, peek: NonNullable<DeviceStore['peekDevices']>, budget: UnknownBudget, caller: string): DeviceStore {
+  const refused = (seconds: number): AppError => new AppError('RATE_LIMITED',
+    `this caller looked up more than ${budget.perMinute} unknown devices in a minute (RATE_LIMIT_UNKNOWN_PER_CALLER): ` +
+    `devices not in the cache are refused for ${seconds} s; check the deviceKeys you send`, { retryAfter: seconds })
+  return {
+    ...store,
+    async findDevice (productKey: string, deviceKey: string) {
+      const [cached] = peek([{ productKey, deviceKey }])
+      const seconds = budget.spentFor(caller)
+      if (seconds !== undefined && cached === NOT_CACHED) throw refused(seconds)
+      // Through the store's own findDevice, so that concurrent lookups of one device still make one query.
+      const device = await store.findDevice(productKey, deviceKey)
+      // Charged: a device the cache could not answer, that the database did not find.
+      if (device === undefined && cached === NOT_CACHED) budget.charge(caller, 1)
+      return device
+    },
+    async findDevices (keys: readonly DeviceKeys[]): Promise<DeviceLookup[]> {
+      const cached = peek(keys)
+      const seconds = budget.spentFor(caller)
+      if (seconds === undefined) {
+        const found = await store.findDevices(keys)
+        budget.charge(caller, found.filter((device, i) => device === undefined && cached[i] === NOT_CACHED).length)
+        return found
+      }
+      // Spent: only what the cache holds is looked up (and answered from it); the rest is refused.
+      const held = keys.filter((_key, i) => cached[i] !== NOT_CACHED)
+      const found = held.length === 0 ? [] : await store.findDevices(held)
+      const error = refused(seconds)
+      let next = 0
+      return cached.map((entry) => entry === NOT_CACHED ? error : found[next++])
+    }
+  }
 }
 
 /**

@@ -17,7 +17,7 @@ import { newBatchAudit, noteFailure, noteSigned, type ItemPosition } from '../pl
 import { ACCESS_ERRORS, COMMON_ERRORS, SECURITY, errorResponses } from '../schemas/error.js'
 import { REQUEST_ID_HEADER } from '../schemas/response.js'
 import { signFound, type SignDefaults } from '../sign-device.js'
-import type { Device, DeviceStore } from '../store/store.js'
+import type { DeviceLookup, DeviceStore } from '../store/store.js'
 import { IdleStreamError, splitLines, withIdleLimit, type Line } from './ndjson-lines.js'
 
 export interface BatchRouteOptions {
@@ -91,18 +91,24 @@ async function resultsOf (signing: Signing, entries: readonly Entry[]): Promise<
     if (refusal !== undefined) return failWith(at, refusal, checked.data)
     valid.push({ at, position: entry.position, item: checked.data })
   })
-  let devices: Array<Device | undefined>
+  let devices: DeviceLookup[]
   try {
     devices = await signing.store.findDevices(valid.map(({ item }) => item))
   } catch (err) {
     const error = isAppError(err) ? err : new AppError('INTERNAL', INTERNAL_MESSAGE)
-    if (!isAppError(err)) log.error({ err }, 'batch lookup failed')
+    // The items' message is fixed; the cause (the store's own words) is logged here, under the request id.
+    log.error({ err }, 'batch lookup failed')
     for (const { at, item } of valid) failWith(at, error, item)
     return results
   }
+  const failure = devices.find(isAppError)
+  if (failure !== undefined) log.error({ err: failure }, 'batch lookup failed for the devices without a usable cache entry')
   valid.forEach(({ at, position, item }, i) => {
+    const device = devices[i]
+    // A device the store could not look up fails alone; the others are answered (a cache in an outage).
+    if (isAppError(device)) return failWith(at, device, item)
     try {
-      results[at] = writeSigned(position, signFound(devices[i], item, signing.defaults))
+      results[at] = writeSigned(position, signFound(device, item, signing.defaults))
       summary.signed++
       noteSigned(audit, item.productKey)
     } catch (err) {
@@ -221,7 +227,7 @@ const batchRoute: FastifyPluginAsyncZod<BatchRouteOptions> = async (app, options
     const audit = newBatchAudit()
     request.batchAudit = audit
     const signing: Signing = {
-      store: app.store,
+      store: app.storeFor(request),
       defaults: { signMethod: defaultSignMethod, timestamp: String(clock()) },
       summary,
       audit,

@@ -1,7 +1,7 @@
-// GET /healthz (the process is alive) and GET /readyz (the store can answer lookups).
+// GET /healthz (the process is alive) and GET /readyz (the store can answer lookups): open, so it names no path, address or driver error.
 import { z } from 'zod'
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
-import { STORE_RETRY_AFTER_SECONDS, isAppError } from '../errors.js'
+import { STORE_RETRY_AFTER_SECONDS } from '../errors.js'
 import { COMMON_ERRORS, errorBodySchema, errorResponses } from '../schemas/error.js'
 import { RETRY_AFTER_HEADER, jsonResponse } from '../schemas/response.js'
 import type { StoreHealth } from '../store/store.js'
@@ -25,6 +25,8 @@ const storeHealthSchema = z.object({
   cache: z.object({
     size: z.number().int(),
     maxEntries: z.number().int(),
+    unknown: z.number().int().describe('Unknown devices remembered as unknown, in a cache of their own (CACHE_NEGATIVE_MAX_ENTRIES): they never take the place of a device.'),
+    maxUnknown: z.number().int(),
     hits: z.number().int(),
     misses: z.number().int(),
     hitRate: z.number(),
@@ -37,7 +39,7 @@ const reloadErrorSchema = z.object({ message: z.string(), at: z.string() })
 
 const accessSchema = z.object({
   mode: z.enum(['token', 'mtls', 'none']).describe('AUTH_MODE in force.'),
-  tokens: z.object({ path: z.string(), tokens: z.number().int(), loadedAt: z.string(), lastReloadError: reloadErrorSchema.optional() }).optional()
+  tokens: z.object({ tokens: z.number().int(), loadedAt: z.string(), lastReloadError: reloadErrorSchema.optional() }).optional()
     .describe('AUTH_TOKENS_FILE: how many tokens it holds; a failed reload keeps the previous ones.'),
   rateLimits: z.object({
     perCaller: z.number().int(),
@@ -59,9 +61,41 @@ const readySchema = z.object({
 export interface HealthRouteOptions {
   /** What access control, rate limits and TLS look like now. */
   access?: () => AccessHealth
+  /** The files the service reads, by the variable that names them: /readyz shows the variable, never the path. */
+  files?: Readonly<Record<string, string | undefined>>
 }
 
-const healthRoutes: FastifyPluginAsyncZod<HealthRouteOptions> = async (app, { access }) => {
+/** An absolute path in quotes, as Node's and OpenSSL's messages quote one. */
+const QUOTED_PATH = /(["'])\/[^"'\n]*\1/g
+
+/**
+ * The text with every path of `files` replaced by the name of its variable, and any other quoted
+ * absolute path by `[path]`: /readyz is open to anyone who can reach the port, and a path tells
+ * them how the host is laid out. What helps (a line number, an errno code) stays.
+ */
+export function withoutPaths (text: string, files: Readonly<Record<string, string | undefined>>): string {
+  const named = Object.entries(files).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1].length > 0)
+    // The longest first: a path that holds another is replaced whole.
+    .sort(([, a], [, b]) => b.length - a.length)
+  let result = text
+  for (const [name, path] of named) result = result.replaceAll(path, name)
+  return result.replace(QUOTED_PATH, '[path]')
+}
+
+/** Every string of a /readyz body (details, reload errors), without paths. */
+export function scrubbed<T> (value: T, files: Readonly<Record<string, string | undefined>>): T {
+  if (typeof value === 'string') return withoutPaths(value, files) as T
+  if (Array.isArray(value)) return value.map((item: unknown) => scrubbed(item, files)) as T
+  if (typeof value === 'object' && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, scrubbed(item, files)])) as T
+  }
+  return value
+}
+
+/** Said when the store cannot even report its health: the words are ours, the cause goes to the log. */
+export const HEALTH_CHECK_FAILED = 'the store did not answer its health check (the cause is in the service\'s log)'
+
+const healthRoutes: FastifyPluginAsyncZod<HealthRouteOptions> = async (app, { access, files = {} }) => {
   app.get('/healthz', {
     schema: {
       tags: ['health'],
@@ -94,14 +128,13 @@ const healthRoutes: FastifyPluginAsyncZod<HealthRouteOptions> = async (app, { ac
     } catch (err) {
       request.log.error({ err }, 'store health check failed')
       // A store that cannot even report its health is unavailable; the message is ours, not the backend's.
-      const detail = isAppError(err) ? err.message : 'the store did not answer its health check'
-      store = { ok: false, kind: app.store.kind, detail }
+      store = { ok: false, kind: app.store.kind, detail: HEALTH_CHECK_FAILED }
     }
     if (!store.ok) {
       request.outcome = 'STORE_UNAVAILABLE'
       reply.code(503).header('retry-after', String(STORE_RETRY_AFTER_SECONDS))
     }
-    return { status: store.ok ? 'ready' as const : 'unavailable' as const, store, ...(access !== undefined && { access: access() }) }
+    return scrubbed({ status: store.ok ? 'ready' as const : 'unavailable' as const, store, ...(access !== undefined && { access: access() }) }, files)
   })
 }
 

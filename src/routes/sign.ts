@@ -55,7 +55,7 @@ const signRoute: FastifyPluginAsyncZod<SignRouteOptions> = async (app, { default
     if (refusal !== undefined) throw refusal
     if (app.limits.perDevice !== undefined) await app.limits.perDevice(request, reply)
     await app.refuseSharedDeviceKey(callerOf(request), deviceKey)
-    const credentials = await signDevice(app.store, request.body, { signMethod: defaultSignMethod, timestamp: String(clock()) })
+    const credentials = await signDevice(app.storeFor(request), request.body, { signMethod: defaultSignMethod, timestamp: String(clock()) })
     request.outcome = 'signed'
     if (prefersText(request)) return reply.type(TEXT_PLAIN).send(credentialsText(credentials, broker))
     return broker === undefined ? credentials : { ...credentials, broker }

@@ -1,6 +1,7 @@
-// A cache in front of a remote store (lru-cache): bounded, with a TTL, negative entries, one query per missed device, stale answers through outages.
+// A cache in front of a remote store (lru-cache): bounded, with a TTL, unknown devices kept apart, one query per missed device, stale answers through outages.
 import { LRUCache } from 'lru-cache'
-import { deviceId, type CacheStats, type Device, type DeviceKeys, type DeviceStore, type StoreHealth } from './store.js'
+import { isAppError } from '../errors.js'
+import { NOT_CACHED, deviceId, type CacheStats, type Device, type DeviceKeys, type DeviceLookup, type DeviceStore, type StoreHealth } from './store.js'
 
 export interface CacheOptions {
   /** Most devices held; the least recently used go first. */
@@ -9,15 +10,26 @@ export interface CacheOptions {
   ttlMs: number
   /** How long an unknown device is remembered as unknown (0: not at all). */
   negativeTtlMs: number
+  /**
+   * Most unknown devices remembered (0: none), in a cache of their own: a flood of made-up keys
+   * evicts other unknown keys, never a device that exists.
+   */
+  negativeMaxEntries: number
   /** How long past its TTL an entry still answers while the store cannot. */
   staleMs: number
 }
 
 interface Entry {
-  device: Device | undefined
+  device: Device
   /** Epoch ms after which this entry no longer answers, even when the store is down. */
   usableUntil: number
   /** Served again after a failed refresh: counted as a stale hit. */
+  stale: boolean
+}
+
+/** What a single lookup found, and whether a stale entry answered it. */
+interface Answer {
+  device: Device | undefined
   stale: boolean
 }
 
@@ -29,73 +41,122 @@ export const STALE_RECHECK_MS = 1000
 
 /**
  * Wraps `inner` in a cache. A lookup the cache cannot answer asks the store; concurrent misses for
- * one device share that one call (lru-cache's fetch). When the store fails (STORE_UNAVAILABLE), a
- * device cached within TTL + staleMs is still answered; anything else gets the store's error.
- * A secret rotated or a device disabled in the store is served within ttlMs.
+ * one device share that one call. When the store fails (STORE_UNAVAILABLE), a
+ * device cached within TTL + staleMs is still answered; anything else gets the store's error, and in
+ * a batch only the devices without a usable entry get it. An unknown device is remembered for
+ * negativeTtlMs in a cache of its own. A secret rotated or a device disabled in the store is served
+ * within ttlMs.
  */
 export function createCachedStore (inner: DeviceStore, options: CacheOptions): DeviceStore {
-  const { ttlMs, negativeTtlMs, staleMs } = options
+  const { ttlMs, negativeTtlMs, negativeMaxEntries, staleMs } = options
   const counts = { hits: 0, misses: 0, staleHits: 0, failures: 0 }
   // Entries filled together (a restart, a warm-up) would all expire together and come back as one burst
   // of queries: each lives a random 90-100% of the TTL instead, which never serves one past the TTL.
   const ttlOf = (): number => Math.max(1, Math.round(ttlMs * (1 - Math.random() * 0.1)))
-  const entry = (device: Device | undefined): Entry => ({ device, usableUntil: Date.now() + (device === undefined ? negativeTtlMs : ttlMs) + staleMs, stale: false })
+  const entry = (device: Device): Entry => ({ device, usableUntil: Date.now() + ttlMs + staleMs, stale: false })
+  // lru-cache reads a ttl of 0 as "forever": with 0, an unknown device is not remembered at all.
+  const unknown = negativeTtlMs === 0 || negativeMaxEntries === 0 ? undefined : new LRUCache<string, true>({ max: negativeMaxEntries, ttl: negativeTtlMs })
 
-  const cache = new LRUCache<string, Entry, DeviceKeys>({
+  // Only devices that exist enter it: a lookup of an unknown device must not take (evict) a place.
+  const cache = new LRUCache<string, Entry>({
     max: options.maxEntries,
     ttl: ttlMs,
     // An expired entry stays (until evicted) as the answer of last resort during an outage.
-    noDeleteOnStaleGet: true,
-    async fetchMethod (_id, previous, { options: set, context }) {
-      try {
-        const device = await inner.findDevice(context.productKey, context.deviceKey)
-        if (device !== undefined) {
-          set.ttl = ttlOf()
-          return entry(device)
-        }
-        // lru-cache reads a ttl of 0 as "forever": an unknown device is then not cached at all.
-        if (negativeTtlMs === 0) return undefined
-        set.ttl = negativeTtlMs
-        return entry(undefined)
-      } catch (err) {
-        if (previous === undefined || Date.now() > previous.usableUntil) throw err
-        set.ttl = STALE_RECHECK_MS
-        return { ...previous, stale: true }
-      }
-    }
+    noDeleteOnStaleGet: true
   })
+  /** The queries running for single devices: concurrent misses for one device share one. */
+  const inflight = new Map<string, Promise<Answer>>()
 
-  /** Counts what answered a lookup. */
-  const count = (found: Entry | undefined, status: LRUCache.Status<string, Entry, DeviceKeys>): void => {
-    if (found?.stale === true) counts.staleHits++
-    // A lookup that joined a query already running for its device asked nothing of the store either.
-    else if (status.fetch === 'hit' || status.fetch === 'inflight') counts.hits++
-    else counts.misses++
+  /** The store says there is no such device: remember that apart, and drop an old entry it may have had. */
+  const forget = (id: string): void => {
+    cache.delete(id)
+    unknown?.set(id, true)
+  }
+
+  /**
+   * The entry that answers for a device the store could not look up: one cached within TTL +
+   * staleMs, which then answers for STALE_RECHECK_MS before the store is tried again for it.
+   */
+  const usableStale = (id: string): Entry | undefined => {
+    const found = cache.peek(id, { allowStale: true })
+    if (found === undefined || Date.now() > found.usableUntil) return undefined
+    const stale = { ...found, stale: true }
+    cache.set(id, stale, { ttl: STALE_RECHECK_MS })
+    return stale
+  }
+
+  const lookUp = async (id: string, productKey: string, deviceKey: string): Promise<Answer> => {
+    try {
+      const device = await inner.findDevice(productKey, deviceKey)
+      if (device === undefined) forget(id)
+      else cache.set(id, entry(device), { ttl: ttlOf() })
+      return { device, stale: false }
+    } catch (err) {
+      const stale = usableStale(id)
+      if (stale === undefined) throw err
+      return { device: stale.device, stale: true }
+    }
   }
 
   const stats = (): CacheStats => {
     const asked = counts.hits + counts.misses
-    return { size: cache.size, maxEntries: options.maxEntries, ...counts, hitRate: asked === 0 ? 0 : counts.hits / asked }
+    return {
+      size: cache.size,
+      maxEntries: options.maxEntries,
+      unknown: unknown?.size ?? 0,
+      maxUnknown: unknown === undefined ? 0 : negativeMaxEntries,
+      ...counts,
+      hitRate: asked === 0 ? 0 : counts.hits / asked
+    }
   }
 
   return {
     kind: inner.kind,
     async findDevice (productKey: string, deviceKey: string): Promise<Device | undefined> {
-      const status: LRUCache.Status<string, Entry, DeviceKeys> = {}
+      const id = deviceId(productKey, deviceKey)
+      if (unknown?.has(id) === true) {
+        counts.hits++
+        return undefined
+      }
+      const found = cache.get(id)
+      if (found !== undefined) {
+        if (found.stale) counts.staleHits++
+        else counts.hits++
+        return found.device
+      }
+      const running = inflight.get(id)
+      let answer: Answer
       try {
-        const found = await cache.fetch(deviceId(productKey, deviceKey), { context: { productKey, deviceKey }, status })
-        count(found, status)
-        return found?.device
+        if (running !== undefined) {
+          answer = await running
+        } else {
+          const lookup = lookUp(id, productKey, deviceKey)
+          inflight.set(id, lookup)
+          try {
+            answer = await lookup
+          } finally {
+            inflight.delete(id)
+          }
+        }
       } catch (err) {
         counts.failures++
         throw err
       }
+      if (answer.stale) counts.staleHits++
+      // A lookup that joined a query already running for its device asked nothing of the store either.
+      else if (running !== undefined) counts.hits++
+      else counts.misses++
+      return answer.device
     },
-    async findDevices (keys: readonly DeviceKeys[]): Promise<Array<Device | undefined>> {
-      const results: Array<Device | undefined> = keys.map(() => undefined)
+    async findDevices (keys: readonly DeviceKeys[]): Promise<DeviceLookup[]> {
+      const results: DeviceLookup[] = keys.map(() => undefined)
       const missed = new Map<string, DeviceKeys>()
       keys.forEach((key, i) => {
         const id = deviceId(key.productKey, key.deviceKey)
+        if (unknown?.has(id) === true) {
+          counts.hits++
+          return
+        }
         const found = cache.get(id)
         if (found === undefined) {
           missed.set(id, key)
@@ -106,29 +167,43 @@ export function createCachedStore (inner: DeviceStore, options: CacheOptions): D
         results[i] = found.device
       })
       if (missed.size === 0) return results
-      // One call to the store for the whole batch's misses.
+      // One call to the store for the whole batch's misses; when it fails, each of them fails alone.
       const asked = [...missed.values()]
-      let answers: Array<Device | undefined>
+      const answers = new Map<string, DeviceLookup>()
       try {
-        answers = await inner.findDevices(asked)
+        const found = await inner.findDevices(asked)
+        asked.forEach((key, i) => answers.set(deviceId(key.productKey, key.deviceKey), found[i]))
       } catch (err) {
-        return answerStale(keys, results, missed, err)
+        if (!isAppError(err)) throw err
+        for (const id of missed.keys()) answers.set(id, err)
       }
-      const fresh = new Map<string, Device | undefined>()
-      asked.forEach((key, i) => {
-        const id = deviceId(key.productKey, key.deviceKey)
-        const device = answers[i]
-        fresh.set(id, device)
-        if (device !== undefined) cache.set(id, entry(device), { ttl: ttlOf() })
-        else if (negativeTtlMs > 0) cache.set(id, entry(undefined), { ttl: negativeTtlMs })
-      })
+      for (const [id, answer] of answers) {
+        if (isAppError(answer)) continue
+        if (answer === undefined) forget(id)
+        else cache.set(id, entry(answer), { ttl: ttlOf() })
+      }
       keys.forEach((key, i) => {
         const id = deviceId(key.productKey, key.deviceKey)
         if (!missed.has(id)) return
+        const answer = answers.get(id)
+        if (isAppError(answer)) {
+          const stale = usableStale(id)
+          if (stale === undefined) counts.failures++
+          else counts.staleHits++
+          results[i] = stale === undefined ? answer : stale.device
+          return
+        }
         counts.misses++
-        results[i] = fresh.get(id)
+        results[i] = answer
       })
       return results
+    },
+    peekDevices (keys: readonly DeviceKeys[]): Array<Device | undefined | typeof NOT_CACHED> {
+      return keys.map(({ productKey, deviceKey }) => {
+        const id = deviceId(productKey, deviceKey)
+        if (unknown?.has(id) === true) return undefined
+        return cache.get(id)?.device ?? NOT_CACHED
+      })
     },
     async checkHealth (): Promise<StoreHealth> {
       const health = await inner.checkHealth()
@@ -139,28 +214,8 @@ export function createCachedStore (inner: DeviceStore, options: CacheOptions): D
     cacheStats: () => ({ hits: counts.hits, misses: counts.misses }),
     async close (): Promise<void> {
       cache.clear()
+      unknown?.clear()
       await inner.close()
     }
-  }
-
-  /** The store failed a batch: answer it from usable stale entries, or fail it whole. */
-  function answerStale (keys: readonly DeviceKeys[], results: Array<Device | undefined>, missed: Map<string, DeviceKeys>, err: unknown): Array<Device | undefined> {
-    const now = Date.now()
-    const stale: Array<[number, Entry]> = []
-    for (const [i, key] of keys.entries()) {
-      const id = deviceId(key.productKey, key.deviceKey)
-      if (!missed.has(id)) continue
-      const found = cache.peek(id, { allowStale: true })
-      if (found === undefined || now > found.usableUntil) {
-        counts.failures++
-        throw err
-      }
-      stale.push([i, found])
-    }
-    for (const [i, found] of stale) {
-      counts.staleHits++
-      results[i] = found.device
-    }
-    return results
   }
 }

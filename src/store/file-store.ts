@@ -85,7 +85,7 @@ export async function createFileStore (options: FileStoreOptions): Promise<FileS
       return {
         ok: true,
         kind: 'file',
-        detail: `${index.size} devices from ${path}`,
+        detail: `${index.size} devices from STORE_FILE`,
         devices: index.size,
         loadedAt: file.loadedAt().toISOString(),
         ...(lastReloadError && { lastReloadError }),

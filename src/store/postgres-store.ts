@@ -1,6 +1,6 @@
 // The PostgreSQL store: devices read from the `devices` table through a pg pool, every wait bounded by STORE_TIMEOUT_MS.
 import pg from 'pg'
-import { AppError } from '../errors.js'
+import { AppError, STORE_UNAVAILABLE_MESSAGE, isAppError } from '../errors.js'
 import { SchemaError, checkSchema, readSchemaVersion } from './migrations.js'
 import { LISTED_SHARED, type SharedDeviceKey } from './shared-device-keys.js'
 import { deviceId, type Device, type DeviceKeys, type DeviceStore, type StoreHealth } from './store.js'
@@ -63,8 +63,12 @@ export async function createPostgresStore (options: PostgresStoreOptions): Promi
     await bounded(options.timeoutMs, async () => checkSchema(pool))
   } catch (err) {
     await close()
+    // At startup the message is for the operator, on stderr: it names the cause (secrets removed).
+    if (isAppError(err)) throw new AppError('STORE_UNAVAILABLE', `the device database did not answer (${describePgError(err.cause).message}); retry shortly`, { cause: err.cause })
     throw err
   }
+  // The last cause /readyz reported, so that a probe every few seconds logs a change, not every failure.
+  let reported: string | undefined
   const query = async <R extends pg.QueryResultRow>(query: pg.QueryConfig): Promise<R[]> =>
     (await bounded(options.timeoutMs, async () => pool.query<R>(query))).rows
 
@@ -98,10 +102,14 @@ export async function createPostgresStore (options: PostgresStoreOptions): Promi
         devices = Number(row?.devices)
         schemaVersion = await bounded(options.timeoutMs, async () => readSchemaVersion(pool))
       } catch (err) {
-        // Not ready, and /readyz says why; the pool's figures show whether lookups are queuing.
-        const detail = (err as AppError).message
-        return { ok: false, kind: 'postgres', detail, database: { reachable: false, pool: poolUsage(pool) } }
+        // Not ready, and /readyz says why in words that name no host, user or database; the log has the cause.
+        // bounded() turns every failure into STORE_UNAVAILABLE, with the pg error (secrets removed) as its cause.
+        const cause = describePgError((err as AppError).cause)
+        if (cause.message !== reported) options.log.warn({ err: cause }, 'health check: the device database did not answer')
+        reported = cause.message
+        return { ok: false, kind: 'postgres', detail: outageReason(cause, options.timeoutMs), database: { reachable: false, pool: poolUsage(pool) } }
       }
+      reported = undefined
       return {
         ok: true,
         kind: 'postgres',
@@ -130,7 +138,7 @@ function toDevice (row: DeviceRow): Device {
 async function bounded<T> (timeoutMs: number, work: () => Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within STORE_TIMEOUT_MS (${timeoutMs} ms)`)), timeoutMs)
+    timer = setTimeout(() => reject(Object.assign(new Error(`no answer within STORE_TIMEOUT_MS (${timeoutMs} ms)`), { code: STORE_TIMEOUT })), timeoutMs)
   })
   const running = work()
   // Once the deadline has passed, the late outcome of the work is nobody's business.
@@ -140,12 +148,45 @@ async function bounded<T> (timeoutMs: number, work: () => Promise<T>): Promise<T
     .finally(() => clearTimeout(timer))
 }
 
-/** The outage as the client sees it: what happened in a few words, the pg error (secrets removed) as the logged cause. */
+/** The code of the error of a wait cut at STORE_TIMEOUT_MS. */
+const STORE_TIMEOUT = 'STORE_TIMEOUT'
+
+/**
+ * The outage as the client sees it: fixed words (the driver's text names hosts, ports, users and
+ * databases), with the pg error (secrets removed) as the cause, which is logged.
+ */
 function storeUnavailable (err: unknown): AppError {
   // A schema that does not fit is no outage: startup stops with its own message.
   if (err instanceof SchemaError) throw err
-  const cause = describePgError(err)
-  return new AppError('STORE_UNAVAILABLE', `the device database did not answer (${cause.message}); retry shortly`, { cause })
+  return new AppError('STORE_UNAVAILABLE', STORE_UNAVAILABLE_MESSAGE, { cause: describePgError(err) })
+}
+
+/** Why the database did not answer, by the error's code (network, or PostgreSQL's SQLSTATE), in words for the open /readyz. */
+const OUTAGE_REASONS: Record<string, string> = {
+  ECONNREFUSED: 'the device database refused the connection (is it running?)',
+  ENOTFOUND: 'the host name of the device database does not resolve',
+  EAI_AGAIN: 'the host name of the device database does not resolve',
+  ETIMEDOUT: 'the device database cannot be reached over the network',
+  EHOSTUNREACH: 'the device database cannot be reached over the network',
+  ENETUNREACH: 'the device database cannot be reached over the network',
+  ECONNRESET: 'the device database closed the connection',
+  EPIPE: 'the device database closed the connection',
+  '28P01': 'the device database refused the service\'s password (DATABASE_URL or PGPASSWORD)',
+  28000: 'the device database refused the service\'s user (DATABASE_URL or PGUSER)',
+  '3D000': 'the database named by DATABASE_URL (or PGDATABASE) does not exist',
+  '42P01': 'the devices table is missing (run enos-mqtt-signer migrate)',
+  42501: 'the service\'s database user may not read the devices table',
+  53300: 'the device database has no connection free (max_connections)',
+  '57P01': 'the device database is shutting down',
+  '57P02': 'the device database is shutting down',
+  '57P03': 'the device database is starting up or shutting down',
+  57014: 'the device database cancelled the query (statement_timeout)'
+}
+
+/** The reason /readyz gives for an outage: never the driver's text, which names hosts, ports, users and databases. */
+export function outageReason (cause: { code?: string }, timeoutMs: number): string {
+  if (cause.code === STORE_TIMEOUT) return `the device database did not answer within STORE_TIMEOUT_MS (${timeoutMs} ms)`
+  return (cause.code === undefined ? undefined : OUTAGE_REASONS[cause.code]) ?? 'the device database did not answer (the cause is in the service\'s log)'
 }
 
 /**

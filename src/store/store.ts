@@ -1,4 +1,5 @@
 // The device store interface: every backend (file, PostgreSQL, ...) implements DeviceStore.
+import type { AppError } from '../errors.js'
 
 /** One device as a store holds it. `deviceSecret` never leaves the service. */
 export interface Device {
@@ -18,6 +19,9 @@ export interface DeviceKeys {
 export interface CacheStats {
   size: number
   maxEntries: number
+  /** Unknown devices remembered as unknown, in a cache of their own (CACHE_NEGATIVE_MAX_ENTRIES). */
+  unknown: number
+  maxUnknown: number
   /** Lookups answered from the cache, or by joining a query already running for the same device. */
   hits: number
   /** Lookups that queried the store. */
@@ -61,9 +65,17 @@ export interface DeviceStore {
   findDevice (productKey: string, deviceKey: string): Promise<Device | undefined>
   /**
    * Many lookups at once (a batch): the devices in the order of `keys`, `undefined` where there is
-   * none. One call for a whole batch, so that a remote store can answer it with one query.
+   * none. One call for a whole batch, so that a remote store can answer it with one query. A store
+   * that can answer only some of the keys (a cache whose backend is down) answers the others with
+   * their AppError, so that they fail alone; one that can answer none rejects.
    */
-  findDevices (keys: readonly DeviceKeys[]): Promise<Array<Device | undefined>>
+  findDevices (keys: readonly DeviceKeys[]): Promise<DeviceLookup[]>
+  /**
+   * A store with a cache in front of a remote backend: what the cache can answer now, without asking
+   * the backend (the device, undefined for one remembered as unknown, NOT_CACHED for the rest).
+   * A store that holds everything in memory has none: every lookup it answers costs nothing.
+   */
+  peekDevices? (keys: readonly DeviceKeys[]): Array<Device | undefined | typeof NOT_CACHED>
   checkHealth (): Promise<StoreHealth>
   /** Re-reads the source (SIGHUP). A failed reload keeps the old data and is reported by checkHealth. */
   reload? (): Promise<unknown>
@@ -74,6 +86,16 @@ export interface DeviceStore {
   cacheStats? (): { hits: number, misses: number }
   close (): Promise<void>
 }
+
+/**
+ * What {@link DeviceStore.findDevices} answers for one key: the device, `undefined` where there is
+ * none, or the AppError STORE_UNAVAILABLE of a key that a store answering some keys without its
+ * backend (a cache during an outage) could not answer. Devices are plain objects, never errors.
+ */
+export type DeviceLookup = Device | undefined | AppError
+
+/** What {@link DeviceStore.peekDevices} answers for a key whose answer would need the backend. */
+export const NOT_CACHED: unique symbol = Symbol('not cached')
 
 /** The lookup key for a device: the same `deviceKey&productKey` form as mqttUsername (`&` is in neither key). */
 export function deviceId (productKey: string, deviceKey: string): string {

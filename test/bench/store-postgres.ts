@@ -127,7 +127,7 @@ async function main (): Promise<void> {
 
   // 2. Memory of a full cache.
   const cacheStore = createCachedStore(await createPostgresStore({ url: importDb, poolMax: 2, timeoutMs: 60_000, log: { warn () {} } }),
-    { maxEntries: CACHE, ttlMs: 3_600_000, negativeTtlMs: 5000, staleMs: 3_600_000 })
+    { maxEntries: CACHE, ttlMs: 3_600_000, negativeTtlMs: 5000, negativeMaxEntries: 10_000, staleMs: 3_600_000 })
   const keys = Array.from({ length: CACHE }, (_, i) => ({ productKey: `Prod${i % 1000}`, deviceKey: `dev-${i}` }))
   gc()
   const heapBefore = process.memoryUsage().heapUsed

@@ -172,7 +172,7 @@ t.test('POST /sign/batch – a store that is down fails each item with STORE_UNA
   const res = await app.inject({ method: 'POST', url: '/sign/batch', payload: { devices: [{ productKey: '123', deviceKey: 'test' }, { productKey: 'bad key', deviceKey: 'test' }] } })
   t.equal(res.statusCode, 200)
   t.match(res.json(), {
-    results: [{ index: 0, ok: false, error: { code: 'STORE_UNAVAILABLE', message: /not reachable/ } }, { index: 1, ok: false, error: { code: 'VALIDATION_FAILED' } }],
+    results: [{ index: 0, ok: false, error: { code: 'STORE_UNAVAILABLE', message: /^the device store is not answering; retry after 5 seconds/ } }, { index: 1, ok: false, error: { code: 'VALIDATION_FAILED' } }],
     summary: { total: 2, signed: 0, failed: 2 }
   })
 })

@@ -1,8 +1,9 @@
-import { writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { rm, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
 import t from 'tap'
+import { HEALTH_CHECK_FAILED, scrubbed, withoutPaths } from '../../src/routes/health.js'
 import type { FileStore } from '../../src/store/file-store.js'
-import { brokenStore, buildTestApp, unavailableStore } from '../helper.js'
+import { brokenStore, buildTestApp, makeToken, unavailableStore, writeTokenFile } from '../helper.js'
 
 t.test('GET /healthz -> 200 ok', async (t) => {
   const app = await buildTestApp(t)
@@ -15,8 +16,8 @@ t.test('GET /readyz – store loaded -> 200 with what is served', async (t) => {
   const app = await buildTestApp(t)
   const res = await app.inject({ method: 'GET', url: '/readyz' })
   t.equal(res.statusCode, 200)
-  t.match(res.json(), { status: 'ready', store: { ok: true, kind: 'file', devices: 4, detail: /4 devices from .*devices\.json/, loadedAt: String } })
-  t.notMatch(res.body, /deviceSecret|5eCr3t/)
+  t.match(res.json(), { status: 'ready', store: { ok: true, kind: 'file', devices: 4, detail: '4 devices from STORE_FILE', loadedAt: String } })
+  t.notMatch(res.body, /deviceSecret|5eCr3t|devices\.json|\//)
 })
 
 t.test('GET /readyz – store down -> 503 with the reason and Retry-After', async (t) => {
@@ -26,7 +27,7 @@ t.test('GET /readyz – store down -> 503 with the reason and Retry-After', asyn
   t.equal(res.headers['retry-after'], '5')
   t.same(res.json(), {
     status: 'unavailable',
-    store: { ok: false, kind: 'fake', detail: 'the device store is not reachable; retry shortly' },
+    store: { ok: false, kind: 'fake', detail: HEALTH_CHECK_FAILED },
     access: { mode: 'none', rateLimits: { perCaller: 0, perDevice: 0, shared: false } }
   })
 })
@@ -35,7 +36,7 @@ t.test('GET /readyz – a store failing unexpectedly -> 503 without its internal
   const app = await buildTestApp(t, {}, { store: brokenStore() })
   const res = await app.inject({ method: 'GET', url: '/readyz' })
   t.equal(res.statusCode, 503)
-  t.equal(res.json().store.detail, 'the store did not answer its health check')
+  t.equal(res.json().store.detail, HEALTH_CHECK_FAILED)
   t.notMatch(res.body, /hunter2/)
 })
 
@@ -84,4 +85,32 @@ t.test('GET /readyz – a change held by the shrink guard is shown while every d
   t.match(res.json(), { status: 'ready', store: { devices: 2, heldReload: { devices: 0, removed: 2, message: /send SIGHUP to apply it/, at: String } } })
   const sign = await app.inject({ method: 'POST', url: '/sign', payload: { productKey: '123', deviceKey: 'other' } })
   t.equal(sign.statusCode, 200)
+})
+
+t.test('GET /readyz names the files by their variables, never their paths, even in a failed reload', async (t) => {
+  const dir = t.testdir({ 'devices.csv': 'productKey,deviceKey,deviceSecret\n123,test,deviceSecret\n' })
+  const file = join(dir, 'devices.csv')
+  const tokens = writeTokenFile(t, [makeToken('probe', ['sign'], '*')])
+  const app = await buildTestApp(t, { STORE_FILE: file, AUTH_MODE: 'token', AUTH_TOKENS_FILE: tokens })
+  const before = await app.inject({ method: 'GET', url: '/readyz' })
+  t.match(before.json(), { status: 'ready', store: { detail: '1 devices from STORE_FILE' }, access: { tokens: { tokens: 1 } } })
+  t.notOk('path' in before.json().access.tokens, 'the token file is counted, not located')
+  await rm(file)
+  await writeFile(tokens, '{ "tokens": [')
+  await app.reload()
+  const res = await app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(res.statusCode, 200, 'still ready: the old versions are served')
+  t.match(res.json(), {
+    store: { lastReloadError: { message: 'cannot read STORE_FILE: ENOENT' } },
+    access: { tokens: { lastReloadError: { message: /^AUTH_TOKENS_FILE: / } } }
+  })
+  for (const path of [dir, tokens, dirname(tokens), '/tmp']) t.notOk(res.body.includes(path), `${path} is not shown`)
+})
+
+t.test('withoutPaths: the longest path is named first; other quoted absolute paths are hidden; the rest stays', async (t) => {
+  const files = { A_FILE: '/etc/a', A_DEEPER_FILE: '/etc/a/b.pem', UNSET: undefined, EMPTY: '' }
+  t.equal(withoutPaths('cannot read /etc/a/b.pem: ENOENT', files), 'cannot read A_DEEPER_FILE: ENOENT')
+  t.equal(withoutPaths("ENOENT: no such file or directory, open '/srv/x.pem'; A_FILE line 3", files), 'ENOENT: no such file or directory, open [path]; A_FILE line 3')
+  t.equal(withoutPaths('3 devices, 2 removed', files), '3 devices, 2 removed')
+  t.same(scrubbed({ a: ['at /etc/a', 3], b: { c: '/etc/a' }, d: null, e: true }, files), { a: ['at A_FILE', 3], b: { c: 'A_FILE' }, d: null, e: true }, 'every string of a body, at any depth')
 })

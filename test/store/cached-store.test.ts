@@ -36,7 +36,7 @@ function fakeStore (devices: Device[]) {
   return { store, rows, state }
 }
 
-const OPTIONS: CacheOptions = { maxEntries: 100, ttlMs: 60_000, negativeTtlMs: 60_000, staleMs: 60_000 }
+const OPTIONS: CacheOptions = { maxEntries: 100, ttlMs: 60_000, negativeTtlMs: 60_000, negativeMaxEntries: 100, staleMs: 60_000 }
 
 t.test('a cached device is answered without asking the store again; hits and misses are counted', async (t) => {
   const { store, state } = fakeStore([A])
@@ -146,7 +146,7 @@ t.test('findDevices with negative caching off does not keep unknown devices', as
   t.equal(state.batchCalls, 2)
 })
 
-t.test('findDevices while the store is down: answered from usable stale entries, or failed whole', async (t) => {
+t.test('findDevices while the store is down: each device with a usable entry is answered from it, only the others fail', async (t) => {
   const { store, state } = fakeStore([A, B])
   const cached = createCachedStore(store, { ...OPTIONS, ttlMs: 30 })
   t.teardown(() => cached.close())
@@ -154,21 +154,88 @@ t.test('findDevices while the store is down: answered from usable stale entries,
   state.down = true
   await sleep(60)
   t.same(await cached.findDevices([{ productKey: 'P1', deviceKey: 'a' }]), [A])
-  await t.rejects(cached.findDevices([{ productKey: 'P1', deviceKey: 'a' }, { productKey: 'P1', deviceKey: 'b' }]), { code: 'STORE_UNAVAILABLE' })
+  const mixed = await cached.findDevices([{ productKey: 'P1', deviceKey: 'a' }, { productKey: 'P1', deviceKey: 'b' }])
+  t.same(mixed[0], A, 'the stale entry answers')
+  t.match(mixed[1], { code: 'STORE_UNAVAILABLE' }, 'the device never cached fails alone')
+  t.ok(mixed[1] instanceof AppError)
   // A stale entry served by a failed single lookup answers a batch as stale too.
   await cached.findDevice('P1', 'a')
   t.same(await cached.findDevices([{ productKey: 'P1', deviceKey: 'a' }]), [A])
-  t.match((await cached.checkHealth()).cache, { staleHits: 3, failures: 1 })
+  t.match((await cached.checkHealth()).cache, { staleHits: 4, failures: 1 })
 })
 
-t.test('findDevices while the store is down: fresh entries do not save a batch whose other devices cannot be looked up', async (t) => {
+t.test('findDevices while the store is down: fresh entries answer, and a device whose lookup failed is tried again at most every second', async (t) => {
+  const { store, state } = fakeStore([A, B])
+  const cached = createCachedStore(store, { ...OPTIONS, ttlMs: 30 })
+  t.teardown(() => cached.close())
+  await cached.findDevices([{ productKey: 'P1', deviceKey: 'a' }])
+  state.down = true
+  await sleep(60)
+  const calls = state.batchCalls
+  t.same(await cached.findDevices([{ productKey: 'P1', deviceKey: 'a' }]), [A])
+  t.same(await cached.findDevices([{ productKey: 'P1', deviceKey: 'a' }]), [A])
+  t.equal(state.batchCalls, calls + 1, 'the second batch was answered by the stale entry without a new attempt')
+})
+
+t.test('findDevices while the store is down: a fresh entry answers though the other devices of the batch cannot be looked up', async (t) => {
   const { store, state } = fakeStore([A, B])
   const cached = createCachedStore(store, OPTIONS)
   t.teardown(() => cached.close())
   await cached.findDevice('P1', 'a')
   state.down = true
-  await t.rejects(cached.findDevices([{ productKey: 'P1', deviceKey: 'a' }, { productKey: 'P1', deviceKey: 'b' }]), { code: 'STORE_UNAVAILABLE' })
-  t.same(await cached.findDevices([{ productKey: 'P1', deviceKey: 'a' }]), [A])
+  const answers = await cached.findDevices([{ productKey: 'P1', deviceKey: 'b' }, { productKey: 'P1', deviceKey: 'a' }, { productKey: 'P1', deviceKey: 'b' }])
+  t.match(answers, [{ code: 'STORE_UNAVAILABLE' }, A, { code: 'STORE_UNAVAILABLE' }])
+  t.match((await cached.checkHealth()).cache, { failures: 2 })
+})
+
+t.test('findDevices passes on a failure that is not the store being unavailable (a bug)', async (t) => {
+  const { store } = fakeStore([A])
+  const cached = createCachedStore({ ...store, findDevices: async () => { throw new TypeError('boom') } }, OPTIONS)
+  t.teardown(() => cached.close())
+  await t.rejects(cached.findDevices([{ productKey: 'P1', deviceKey: 'a' }]), TypeError)
+})
+
+t.test('unknown devices are kept apart: a flood of made-up keys never evicts a cached device', async (t) => {
+  const { store, state } = fakeStore([A, B])
+  const cached = createCachedStore(store, { ...OPTIONS, maxEntries: 2, negativeMaxEntries: 5 })
+  t.teardown(() => cached.close())
+  await cached.findDevice('P1', 'a')
+  await cached.findDevices([{ productKey: 'P1', deviceKey: 'b' }])
+  for (let i = 0; i < 50; i++) await cached.findDevice('P1', `junk-${i}`)
+  await cached.findDevices(Array.from({ length: 50 }, (_, i) => ({ productKey: 'P1', deviceKey: `junk-batch-${i}` })))
+  t.match((await cached.checkHealth()).cache, { size: 2, unknown: 5, maxUnknown: 5 })
+  state.down = true
+  t.same(await cached.findDevices([{ productKey: 'P1', deviceKey: 'a' }, { productKey: 'P1', deviceKey: 'b' }]), [A, B], 'both still cached')
+  t.same(await cached.findDevice('P1', 'a'), A)
+  t.equal(await cached.findDevice('P1', 'junk-batch-49'), undefined, 'a recent unknown device is still remembered')
+})
+
+t.test('a device removed from the store is forgotten, and remembered as unknown', async (t) => {
+  const { store, rows, state } = fakeStore([A, B])
+  const cached = createCachedStore(store, { ...OPTIONS, ttlMs: 20 })
+  t.teardown(() => cached.close())
+  await cached.findDevice('P1', 'a')
+  await cached.findDevices([{ productKey: 'P1', deviceKey: 'b' }])
+  rows.clear()
+  await sleep(40)
+  t.equal(await cached.findDevice('P1', 'a'), undefined)
+  t.same(await cached.findDevices([{ productKey: 'P1', deviceKey: 'b' }]), [undefined])
+  const calls = state.calls + state.batchCalls
+  state.down = true
+  t.equal(await cached.findDevice('P1', 'a'), undefined, 'answered by the unknown cache, not by the old entry')
+  t.same(await cached.findDevices([{ productKey: 'P1', deviceKey: 'a' }, { productKey: 'P1', deviceKey: 'b' }]), [undefined, undefined])
+  t.equal(state.calls + state.batchCalls, calls)
+  t.match((await cached.checkHealth()).cache, { size: 0, unknown: 2 })
+})
+
+t.test('with CACHE_NEGATIVE_MAX_ENTRIES=0 no unknown device is remembered', async (t) => {
+  const { store, state } = fakeStore([])
+  const cached = createCachedStore(store, { ...OPTIONS, negativeMaxEntries: 0 })
+  t.teardown(() => cached.close())
+  await cached.findDevice('P1', 'x')
+  await cached.findDevice('P1', 'x')
+  t.equal(state.calls, 2)
+  t.match((await cached.checkHealth()).cache, { unknown: 0, maxUnknown: 0 })
 })
 
 t.test('close() closes the store behind the cache', async (t) => {

@@ -1,6 +1,6 @@
 // The behaviour every DeviceStore must have, whatever its backend. Each adapter runs it from a *.test.ts file.
 import type { Test } from 'tap'
-import type { Device, DeviceStore } from '../../src/store/store.js'
+import { NOT_CACHED, type Device, type DeviceStore } from '../../src/store/store.js'
 
 /** Devices every adapter is loaded with before the contract runs. */
 export const CONTRACT_DEVICES: readonly Device[] = [
@@ -41,6 +41,20 @@ export function runStoreContract (t: Test, name: string, makeStore: MakeStore): 
       { productKey: 'Zz99', deviceKey: 'nobody' },
       { productKey: 'Zz99', deviceKey: 'boiler-0001' }
     ]), [CONTRACT_DEVICES[2], undefined, CONTRACT_DEVICES[2]], 'a key asked twice is answered twice')
+  })
+
+  t.test(`${name}: peekDevices, where the store has one (a cache), answers only what it holds, without the backend`, async (t) => {
+    const store = await makeStore(t, CONTRACT_DEVICES)
+    t.teardown(() => store.close())
+    const peek = store.peekDevices
+    if (peek === undefined) {
+      t.pass('a store without a cache has none: every lookup goes where the devices are')
+      return
+    }
+    const [known, unknown] = [{ productKey: 'Zz99', deviceKey: 'boiler-0001' }, { productKey: 'Zz99', deviceKey: 'nobody' }]
+    t.same(peek([known, unknown]), [NOT_CACHED, NOT_CACHED], 'nothing held yet')
+    await store.findDevices([known, unknown])
+    t.same(peek([known, unknown]), [CONTRACT_DEVICES[2], undefined], 'the device, and the device remembered as unknown')
   })
 
   t.test(`${name}: a disabled device is still returned; refusing it is the route's business`, async (t) => {

@@ -16,5 +16,5 @@ runStoreContract(t, 'PostgreSQL store', async (_t, devices) => {
 runStoreContract(t, 'PostgreSQL store behind the cache', async (_t, devices) => {
   const url = await createDeviceDatabase(postgres, devices)
   const store = await createPostgresStore({ url, poolMax: 2, timeoutMs: 10_000, log: silent })
-  return createCachedStore(store, { maxEntries: 100, ttlMs: 60_000, negativeTtlMs: 5000, staleMs: 60_000 })
+  return createCachedStore(store, { maxEntries: 100, ttlMs: 60_000, negativeTtlMs: 5000, negativeMaxEntries: 1000, staleMs: 60_000 })
 })

@@ -3,7 +3,8 @@ import { once } from 'node:events'
 import { createServer, type Socket } from 'node:net'
 import pg from 'pg'
 import t from 'tap'
-import { createPostgresStore, describePgError, redactUrls } from '../../src/store/postgres-store.js'
+import { STORE_UNAVAILABLE_MESSAGE } from '../../src/errors.js'
+import { createPostgresStore, describePgError, outageReason, redactUrls } from '../../src/store/postgres-store.js'
 import { createDeviceDatabase, startPostgres } from '../pg-helper.js'
 
 const silent = { warn () {} }
@@ -51,10 +52,10 @@ t.test('a lookup the database does not answer within STORE_TIMEOUT_MS fails with
   await locker.query('BEGIN')
   await locker.query('LOCK TABLE devices IN ACCESS EXCLUSIVE MODE')
   // Each answer arrives while the lock is still held: the wait was cut short, not ended by the lock going away.
-  await t.rejects(store.findDevice('P1', 'd1'), { code: 'STORE_UNAVAILABLE', message: /did not answer/ })
+  await t.rejects(store.findDevice('P1', 'd1'), { code: 'STORE_UNAVAILABLE', message: STORE_UNAVAILABLE_MESSAGE })
   await t.rejects(store.findDevices([{ productKey: 'P1', deviceKey: 'd1' }]), { code: 'STORE_UNAVAILABLE' })
   const health = await store.checkHealth()
-  t.match(health, { ok: false, kind: 'postgres', detail: /did not answer/, database: { reachable: false, pool: { total: Number, idle: Number, waiting: Number } } })
+  t.match(health, { ok: false, kind: 'postgres', detail: /^the device database (did not answer within STORE_TIMEOUT_MS \(300 ms\)|cancelled the query \(statement_timeout\))$/, database: { reachable: false, pool: { total: Number, idle: Number, waiting: Number } } })
   await locker.query('ROLLBACK')
   t.same(await store.findDevice('P1', 'd1'), DEVICE, 'answers again once the lock is gone')
   t.match(await store.checkHealth(), { ok: true, detail: '1 devices in PostgreSQL (schema version 1)', database: { reachable: true, schemaVersion: 1 } })
@@ -91,4 +92,11 @@ t.test('pg errors are reduced to their code and first line, with passwords in UR
   t.equal(describePgError('plain').message, 'plain')
   t.equal(describePgError({ code: 7 }).code, undefined)
   t.equal(redactUrls('a postgresql://me@db/x and redis://:pw@r:1'), 'a postgresql://me@db/x and redis://:[redacted]@r:1')
+})
+
+t.test('the reason /readyz gives for an outage is in words of its own, by the error code', async (t) => {
+  t.equal(outageReason({ code: '28P01' }, 100), 'the device database refused the service\'s password (DATABASE_URL or PGPASSWORD)')
+  t.equal(outageReason({ code: 'STORE_TIMEOUT' }, 100), 'the device database did not answer within STORE_TIMEOUT_MS (100 ms)')
+  t.equal(outageReason({ code: 'XX000' }, 100), 'the device database did not answer (the cause is in the service\'s log)')
+  t.equal(outageReason({}, 100), 'the device database did not answer (the cause is in the service\'s log)')
 })

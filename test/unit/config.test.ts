@@ -8,7 +8,8 @@ t.test('an empty environment gives the documented defaults on the bundled exampl
     host: '127.0.0.1',
     store: 'file',
     database: { url: undefined, poolMax: 10, migrate: false, timeoutMs: 2000 },
-    cache: { maxEntries: 100000, ttlMs: 60000, negativeTtlMs: 5000, staleMs: 3600000 },
+    cache: { maxEntries: 100000, ttlMs: 60000, negativeTtlMs: 5000, negativeMaxEntries: 10000, staleMs: 3600000 },
+    unknownLookupsPerCaller: 1000,
     storeFile: EXAMPLE_STORE_FILE,
     isExampleStore: true,
     storeWatch: true,
@@ -275,14 +276,17 @@ t.test('STORE=postgres reads the database and cache settings; the file store is 
     CACHE_MAX_ENTRIES: '0',
     CACHE_TTL_MS: '1000',
     CACHE_NEGATIVE_TTL_MS: '0',
+    CACHE_NEGATIVE_MAX_ENTRIES: '7',
     CACHE_STALE_MS: '0',
+    RATE_LIMIT_UNKNOWN_PER_CALLER: '0',
     AUTH_MODE: 'none'
   })
   t.match(config, {
     store: 'postgres',
     isExampleStore: false,
     database: { url: 'postgresql://signer:pw@db:5432/devices?sslmode=require', poolMax: 4, migrate: true, timeoutMs: 500 },
-    cache: { maxEntries: 0, ttlMs: 1000, negativeTtlMs: 0, staleMs: 0 },
+    cache: { maxEntries: 0, ttlMs: 1000, negativeTtlMs: 0, negativeMaxEntries: 7, staleMs: 0 },
+    unknownLookupsPerCaller: 0,
     auth: { mode: 'none', exampleOpen: false }
   })
   t.equal(loadConfig({ STORE: 'postgres', AUTH_MODE: 'none' }).database.url, undefined, 'unset: the PG* variables')
@@ -303,14 +307,18 @@ t.test('bad database settings are named, without the URL and its password; setti
     CACHE_MAX_ENTRIES: '-1',
     CACHE_TTL_MS: '0',
     CACHE_NEGATIVE_TTL_MS: 'x',
+    CACHE_NEGATIVE_MAX_ENTRIES: '-3',
     CACHE_STALE_MS: '3600001'
   })) as Error
   for (const name of ['STORE: must be file or postgres', 'DATABASE_URL: must be a postgres:// or postgresql:// URL', 'DATABASE_POOL_MAX', 'STORE_MIGRATE: must be true or false',
-    'STORE_TIMEOUT_MS', 'CACHE_MAX_ENTRIES', 'CACHE_TTL_MS', 'CACHE_NEGATIVE_TTL_MS', 'CACHE_STALE_MS']) t.match(err.message, name)
+    'STORE_TIMEOUT_MS', 'CACHE_MAX_ENTRIES', 'CACHE_TTL_MS', 'CACHE_NEGATIVE_TTL_MS', 'CACHE_NEGATIVE_MAX_ENTRIES', 'CACHE_STALE_MS']) t.match(err.message, name)
   t.notMatch(err.message, /hunter2pw/)
   t.throws(() => loadConfig({ DATABASE_URL: 'postgres://db/x', CACHE_TTL_MS: '10' }), {
     message: 'Invalid configuration:\n  DATABASE_URL: has no effect with STORE=file\n  CACHE_TTL_MS: has no effect with STORE=file'
   })
+  t.throws(() => loadConfig({ RATE_LIMIT_UNKNOWN_PER_CALLER: '5' }), {
+    message: 'Invalid configuration:\n  RATE_LIMIT_UNKNOWN_PER_CALLER: has no effect with STORE=file'
+  }, 'the file store answers every lookup from memory: there is no database to protect')
   t.throws(() => loadConfig({ STORE: 'postgres', AUTH_MODE: 'none', STORE_FILE: '/d.csv', STORE_MAX_SHRINK_PERCENT: '5' }), {
     message: 'Invalid configuration:\n  STORE_FILE: has no effect with STORE=postgres\n  STORE_MAX_SHRINK_PERCENT: has no effect with STORE=postgres'
   })
