@@ -150,6 +150,8 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
   await app.register(batchRoute, {
     ...signing,
     maxItems: config.batchMaxItems,
+    streamMaxItems: config.batchStream.maxItems,
+    streamMaxMs: config.batchStream.maxMs,
     maxLineBytes: config.bodyLimit,
     idleMs: config.requestTimeoutMs
   })

@@ -89,6 +89,8 @@ export class RequestLogController extends LogController {
    */
   override streamError (error: Error, request: FastifyRequest, reply: FastifyReply): void {
     request.outcome ??= 'aborted'
+    // Also a stream cut at SHUTDOWN_TIMEOUT_MS, whose outcome says SHUTTING_DOWN already.
+    request.reason ??= 'the answer was cut before it ended'
     this.requestCompleted(error, request, reply)
   }
 
