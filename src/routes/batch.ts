@@ -1,5 +1,6 @@
 // POST /sign/batch: many devices in one request, as a JSON batch or as an NDJSON stream; one bad item fails alone.
 import { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger, FastifyReply } from 'fastify'
 import { validatorCompiler, type FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import type { SignMethod } from '../core/sign-method.js'
@@ -149,6 +150,9 @@ class StreamStopped extends Error {
   }
 }
 
+/** The longest the app's close waits for cut streams to write their audit lines (it takes a turn or two). */
+const CUT_STREAMS_WAIT_MS = 1000
+
 /** setTimeout's longest delay; a later deadline is armed again when it comes. */
 const MAX_TIMER_MS = 2 ** 31 - 1
 
@@ -166,6 +170,8 @@ class OpenStream {
   readonly #maxMs: number
   readonly #onStop: (stop: StreamStop) => void
   readonly #registry: Set<OpenStream>
+  #onClosed: () => void = () => {}
+  readonly #closed = new Promise<void>((resolve) => { this.#onClosed = resolve })
   #timer: NodeJS.Timeout | undefined
 
   /** Opens the stream in `registry`, where it stays until close(). */
@@ -211,9 +217,15 @@ class OpenStream {
     this.#arm()
   }
 
+  /** Resolves once close() has run: the stream's answer has ended, or was cut (its log line is written by then). */
+  get closed (): Promise<void> {
+    return this.#closed
+  }
+
   close (): void {
     clearTimeout(this.#timer)
     this.#registry.delete(this)
+    this.#onClosed()
   }
 
   /** One timer, for the nearer of the stream's deadline and its token's expiry. */
@@ -301,9 +313,11 @@ const batchRoute: FastifyPluginAsyncZod<BatchRouteOptions> = async (app, options
     for (const stream of streams) stream.stop({ code: 'SHUTTING_DOWN', why: 'the service is shutting down', resend: true })
     done()
   })
-  app.addHook('onClose', (_app, done) => {
+  app.addHook('onClose', async () => {
     unsubscribe()
-    done()
+    // Runs once the server has closed. A stream cut at SHUTDOWN_TIMEOUT_MS writes its audit line as
+    // its response closes, which comes just after: the process must not exit before that.
+    await Promise.race([Promise.all([...streams].map(async (stream) => stream.closed)), sleep(CUT_STREAMS_WAIT_MS, undefined, { ref: false })])
   })
 
   // The NDJSON body is handed to the route as the stream it is: read as it arrives, never whole.
