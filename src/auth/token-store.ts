@@ -29,7 +29,7 @@ export interface TokenStore {
 }
 
 /**
- * The longest a changed token file waits to settle, whatever STORE_SETTLE_MS says: a removed or
+ * The longest a changed token file waits to settle (app.ts), whatever STORE_SETTLE_MS says: a removed or
  * narrowed token must stop working within a second, on new requests and on open streams alike.
  * Settling guards against reading a file that is still being written; a token file is one JSON
  * document, so a part of one does not parse and is refused (and retried once the file changes
@@ -46,7 +46,6 @@ export async function createTokenStore (options: TokenStoreOptions): Promise<Tok
   const listeners = new Set<() => void>()
   const file = await watchedFile<Map<string, Token>>({
     ...options,
-    settleMs: Math.min(options.settleMs ?? TOKEN_SETTLE_MAX_MS, TOKEN_SETTLE_MAX_MS),
     label: 'token file',
     onReload (outcome) {
       if (outcome === 'reloaded') for (const listener of listeners) listener()

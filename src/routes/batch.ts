@@ -170,8 +170,7 @@ class OpenStream {
   readonly #maxMs: number
   readonly #onStop: (stop: StreamStop) => void
   readonly #registry: Set<OpenStream>
-  #onClosed: () => void = () => {}
-  readonly #closed = new Promise<void>((resolve) => { this.#onClosed = resolve })
+  readonly #onClosed: Array<() => void> = []
   #timer: NodeJS.Timeout | undefined
 
   /** Opens the stream in `registry`, where it stays until close(). */
@@ -218,14 +217,14 @@ class OpenStream {
   }
 
   /** Resolves once close() has run: the stream's answer has ended, or was cut (its log line is written by then). */
-  get closed (): Promise<void> {
-    return this.#closed
+  async closed (): Promise<void> {
+    return new Promise((resolve) => { this.#onClosed.push(resolve) })
   }
 
   close (): void {
     clearTimeout(this.#timer)
     this.#registry.delete(this)
-    this.#onClosed()
+    for (const resolve of this.#onClosed) resolve()
   }
 
   /** One timer, for the nearer of the stream's deadline and its token's expiry. */
@@ -317,7 +316,7 @@ const batchRoute: FastifyPluginAsyncZod<BatchRouteOptions> = async (app, options
     unsubscribe()
     // Runs once the server has closed. A stream cut at SHUTDOWN_TIMEOUT_MS writes its audit line as
     // its response closes, which comes just after: the process must not exit before that.
-    await Promise.race([Promise.all([...streams].map(async (stream) => stream.closed)), sleep(CUT_STREAMS_WAIT_MS, undefined, { ref: false })])
+    await Promise.race([Promise.all([...streams].map(async (stream) => stream.closed())), sleep(CUT_STREAMS_WAIT_MS, undefined, { ref: false })])
   })
 
   // The NDJSON body is handed to the route as the stream it is: read as it arrives, never whole.

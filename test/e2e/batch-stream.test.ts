@@ -36,8 +36,8 @@ async function serve (t: Test, env: Record<string, string> = {}, count = 100): P
 
 interface Stream { req: ClientRequest, response: Promise<IncomingMessage> }
 
-function openStream (port: number, token?: string): Stream {
-  const headers = { 'content-type': 'application/x-ndjson', ...(token !== undefined && { authorization: `Bearer ${token}` }) }
+function openStream (port: number, token = ''): Stream {
+  const headers = { 'content-type': 'application/x-ndjson', ...(token !== '' && { authorization: `Bearer ${token}` }) }
   const req = request({ port, host: '127.0.0.1', method: 'POST', path: '/sign/batch', headers })
   req.on('error', () => {})
   const response = once(req, 'response').then(([res]) => res as IncomingMessage)
@@ -311,7 +311,7 @@ t.test('NDJSON – a token removed from AUTH_TOKENS_FILE (mv) stops signing on e
 })
 
 t.test('NDJSON – a stream stops signing when its token reaches its expires', async (t) => {
-  const holder = makeToken('short', ['sign', 'sign:batch'], ['P1'], new Date(Date.now() + 2000).toISOString())
+  const holder = makeToken('short', ['sign', 'sign:batch'], ['P1'], new Date(Date.now() + 4000).toISOString())
   const { port, sink } = await serveTokens(t, [holder])
   const stream = await startStream(port, holder.token, line('dev-1'))
   t.match(stream.first, [{ line: 1, ok: true }])
@@ -367,4 +367,40 @@ t.test('NDJSON – a token file reload that leaves the token as it was leaves it
   await untilStatus(port, added.token, 200)
   stream.req.end(line('dev-2'))
   t.match(parseLines(await stream.rest), [{ line: 2, ok: true }, { summary: { total: 2, signed: 2, failed: 0 } }])
+})
+
+t.test('NDJSON – a stream whose first chunk fills BATCH_STREAM_MAX_ITEMS exactly ends at the next line, naming the last one answered', async (t) => {
+  const { port } = await serve(t, { BATCH_STREAM_MAX_ITEMS: '2' })
+  const stream = await startStream(port, '', line('dev-1') + line('dev-2'))
+  t.match(stream.first, [{ line: 1, ok: true }, { line: 2, ok: true }])
+  stream.req.end(line('dev-3'))
+  t.match(parseLines(await stream.rest), [
+    { error: { code: 'STREAM_LIMIT_REACHED', message: /it was ended after line 2, with 2 devices signed; send the rest in a new stream$/ } },
+    { summary: { total: 2, signed: 2 }, complete: false }
+  ])
+})
+
+t.test('NDJSON – a stream ended by its token and then cut at shutdown (its client does not read) keeps its first reason in its audit line', async (t) => {
+  const holder = makeToken('line-1', ['sign', 'sign:batch'], ['P1'])
+  const { app, port, path, sink } = await serveTokens(t, [holder])
+  const { req, response } = openStream(port, holder.token)
+  const res = await response
+  res.on('error', () => {})
+  res.pause()
+  // Write until the request is held back for good: the answer cannot go out, so the stream is stuck.
+  let chunk = ''
+  for (let i = 0; i < 1000; i++) chunk += line(`dev-${i % 100}`)
+  for (;;) {
+    if (req.write(chunk)) continue
+    const drained = await Promise.race([once(req, 'drain').then(() => true), new Promise<boolean>((resolve) => setTimeout(resolve, 1000, false))])
+    if (!drained) break
+  }
+  replaceTokenFile(path, [])
+  await untilStatus(port, holder.token, 401)
+  const closing = app.close()
+  // What SHUTDOWN_TIMEOUT_MS does in start.ts: the stream cannot end, so its connection is cut.
+  app.server.closeAllConnections()
+  await closing
+  req.destroy()
+  t.match(completed(sink), [{ outcome: 'UNAUTHENTICATED', reason: 'the bearer token is not valid; the answer was cut before it ended', batch: { signedByProduct: { P1: Number } } }])
 })
