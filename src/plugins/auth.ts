@@ -87,9 +87,9 @@ async function auth (app: FastifyInstance, { mode, tokens, mtlsIdentity }: AuthO
 
   app.decorate('currentCaller', (request: FastifyRequest): Caller => {
     const caller = callerOf(request)
-    const header = request.headers.authorization
-    // Only a token can be removed or expire; a certificate is checked once, by TLS.
-    return caller.kind === 'token' && header !== undefined ? bearerCaller(header) : caller
+    // Only a token can be removed or expire (a certificate is checked once, by TLS); a token
+    // caller was read from the request's Authorization header, which is read again.
+    return caller.kind === 'token' ? bearerCaller(String(request.headers.authorization)) : caller
   })
   app.decorate('onTokensChanged', (listener: () => void) => tokens?.onChange(listener) ?? (() => {}))
 
