@@ -6,7 +6,7 @@ import type { TLSSocket } from 'node:tls'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import type { DestinationStream } from 'pino'
-import { createTokenStore, type TokenStore } from './auth/token-store.js'
+import { TOKEN_SETTLE_MAX_MS, createTokenStore, type TokenStore } from './auth/token-store.js'
 import type { Config } from './config.js'
 import { TurnDestination } from './log-destination.js'
 import metrics from './plugins/metrics.js'
@@ -168,6 +168,8 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
   await app.register(batchRoute, {
     ...signing,
     maxItems: config.batchMaxItems,
+    streamMaxItems: config.batchStream.maxItems,
+    streamMaxMs: config.batchStream.maxMs,
     maxLineBytes: config.bodyLimit,
     idleMs: config.requestTimeoutMs
   })
@@ -182,7 +184,7 @@ async function openTokens (app: FastifyInstance, config: Readonly<Config>): Prom
   const tokens = await createTokenStore({
     path,
     watch: config.storeWatch,
-    settleMs: config.storeSettleMs,
+    settleMs: Math.min(config.storeSettleMs, TOKEN_SETTLE_MAX_MS),
     pollMs: config.storePollMs,
     log: app.log.child({ component: 'tokens' })
   })

@@ -138,7 +138,11 @@ export const envSchema = z.object({
   VERIFY_UNKNOWN_CACHE_MS: millis(5000, 0)
     .describe('How long POST /verify remembers that a device is not in the store (at most 10000 devices), so a misconfigured device cannot hammer the store. 0: off.'),
   BATCH_MAX_ITEMS: whole('must be a whole number from 1 to 100000', 1, 100_000, 1000)
-    .describe('Most devices in one JSON batch of POST /sign/batch (more get 413); its body limit is 1 KiB per device. An NDJSON stream has no limit.'),
+    .describe('Most devices in one JSON batch of POST /sign/batch (more get 413); its body limit is 1 KiB per device. An NDJSON stream has BATCH_STREAM_MAX_ITEMS.'),
+  BATCH_STREAM_MAX_ITEMS: whole('must be a whole number from 1 to 100000000', 1, 100_000_000, 5_000_000)
+    .describe('Most lines one NDJSON stream of POST /sign/batch answers; past it the stream ends with a STREAM_LIMIT_REACHED line and the client sends the rest in a new stream.'),
+  BATCH_STREAM_MAX_MS: whole('must be a whole number of milliseconds from 1000 to 86400000 (24 h)', 1000, 86_400_000, 3_600_000)
+    .describe('Longest time one NDJSON stream of POST /sign/batch stays open, sending or not; past it the stream ends with a STREAM_LIMIT_REACHED line and the client sends the rest in a new stream.'),
   BODY_LIMIT: whole('must be a whole number of bytes from 1024 to 16777216', 1024, 16 * 1024 * 1024, 16 * 1024)
     .describe('Largest request body accepted, in bytes; larger ones get 413.'),
   REQUEST_TIMEOUT_MS: millis(10_000).describe('Time a client has to send a whole request.'),
@@ -180,6 +184,8 @@ export interface Config {
   /** POST /verify: MAX_CREDENTIAL_AGE_MS (0: off), VERIFY_NOT_OURS, VERIFY_UNKNOWN_CACHE_MS (0: off). */
   verify: { maxAgeMs: number, notOurs: (typeof VERIFY_NOT_OURS_ANSWERS)[number], unknownCacheMs: number }
   batchMaxItems: number
+  /** One NDJSON stream: BATCH_STREAM_MAX_ITEMS lines answered, BATCH_STREAM_MAX_MS open. */
+  batchStream: { maxItems: number, maxMs: number }
   bodyLimit: number
   requestTimeoutMs: number
   keepAliveTimeoutMs: number
@@ -318,6 +324,7 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
     maxConnections: e.MAX_CONNECTIONS,
     verify: Object.freeze({ maxAgeMs: e.MAX_CREDENTIAL_AGE_MS, notOurs: e.VERIFY_NOT_OURS, unknownCacheMs: e.VERIFY_UNKNOWN_CACHE_MS }),
     batchMaxItems: e.BATCH_MAX_ITEMS,
+    batchStream: Object.freeze({ maxItems: e.BATCH_STREAM_MAX_ITEMS, maxMs: e.BATCH_STREAM_MAX_MS }),
     bodyLimit: e.BODY_LIMIT,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS,

@@ -11,6 +11,8 @@ export interface Caller {
   products: ReadonlySet<string> | '*'
   /** A device certificate signs only for its own device(s): the identities it names (deviceKey, and productKey when the rule has it). */
   devices?: ReadonlyArray<{ productKey: string | undefined, deviceKey: string }>
+  /** When the token it comes from expires: a request still open then (an NDJSON stream) stops signing. */
+  expires?: Date
 }
 
 /** Everyone, when AUTH_MODE=none (or the bundled example store runs open). */

@@ -23,8 +23,19 @@ export interface TokenStore {
   find (presented: string): Token | undefined
   health (): TokenHealth
   reload (): Promise<unknown>
+  /** Calls `listener` after each reload that put a new version of the file in force; returns the function that stops it. */
+  onChange (listener: () => void): () => void
   close (): Promise<void>
 }
+
+/**
+ * The longest a changed token file waits to settle (app.ts), whatever STORE_SETTLE_MS says: a removed or
+ * narrowed token must stop working within a second, on new requests and on open streams alike.
+ * Settling guards against reading a file that is still being written; a token file is one JSON
+ * document, so a part of one does not parse and is refused (and retried once the file changes
+ * again) rather than put in force.
+ */
+export const TOKEN_SETTLE_MAX_MS = 200
 
 /**
  * Loads AUTH_TOKENS_FILE and keeps it loaded.
@@ -32,9 +43,13 @@ export interface TokenStore {
  */
 export async function createTokenStore (options: TokenStoreOptions): Promise<TokenStore> {
   const { path } = options
+  const listeners = new Set<() => void>()
   const file = await watchedFile<Map<string, Token>>({
     ...options,
     label: 'token file',
+    onReload (outcome) {
+      if (outcome === 'reloaded') for (const listener of listeners) listener()
+    },
     async parse (read) {
       try {
         return parseTokenFile(read.bytes.toString('utf8'))
@@ -51,6 +66,10 @@ export async function createTokenStore (options: TokenStoreOptions): Promise<Tok
       return { path, tokens: file.current().size, loadedAt: file.loadedAt().toISOString(), ...(lastReloadError && { lastReloadError }) }
     },
     reload: file.reload,
+    onChange (listener) {
+      listeners.add(listener)
+      return () => { listeners.delete(listener) }
+    },
     close: file.close
   }
 }

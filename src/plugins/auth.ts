@@ -14,6 +14,16 @@ declare module 'fastify' {
     /** Who made the request, once a route that needs a scope has authenticated it. */
     caller: Caller | null
   }
+  interface FastifyInstance {
+    /**
+     * The caller of a request as the token file says now, for a request that lasts (an NDJSON
+     * stream): the same object when nothing changed it (a certificate, the open caller).
+     * @throws AppError UNAUTHENTICATED when its token was removed or has expired.
+     */
+    currentCaller: (request: FastifyRequest) => Caller
+    /** Calls `listener` whenever the token file has been reloaded; returns the function that stops it. */
+    onTokensChanged: (listener: () => void) => () => void
+  }
   interface FastifyContextConfig {
     /** What a route needs of its caller; a route without one is open (probes, docs). */
     scope?: Scope
@@ -64,7 +74,7 @@ async function auth (app: FastifyInstance, { mode, tokens, mtlsIdentity, isCurre
     const token = tokens?.find(presented)
     if (token === undefined) throw unauthenticated('the bearer token is not valid', 'invalid_token')
     if (token.expires !== undefined && token.expires.getTime() <= Date.now()) throw unauthenticated('the bearer token has expired', 'invalid_token')
-    return { name: token.name, kind: 'token', scopes: token.scopes, products: token.products }
+    return { name: token.name, kind: 'token', scopes: token.scopes, products: token.products, ...(token.expires !== undefined && { expires: token.expires }) }
   }
 
   /** The caller of a client certificate, when one was sent (mtls); TLS has already checked it against TLS_CLIENT_CA_FILE, or not. */
@@ -92,6 +102,18 @@ async function auth (app: FastifyInstance, { mode, tokens, mtlsIdentity, isCurre
     if (certified !== undefined) return certified
     throw unauthenticated(mode === 'mtls' ? 'send a client certificate of the device, or Authorization: Bearer <token>' : 'send Authorization: Bearer <token>')
   }
+
+  app.decorate('currentCaller', (request: FastifyRequest): Caller => {
+    const caller = callerOf(request)
+    // Only a token can be removed or expire (a certificate is checked once, by TLS). No other caller
+    // is asked today: the open caller comes with no token file to change, and a certificate has no
+    // sign:batch scope, so it holds no stream.
+    /* c8 ignore next */
+    if (caller.kind !== 'token') return caller
+    // A token caller was read from the request's Authorization header: it is read again.
+    return bearerCaller(String(request.headers.authorization))
+  })
+  app.decorate('onTokensChanged', (listener: () => void) => tokens?.onChange(listener) ?? (() => {}))
 
   app.addHook('onRequest', (request, _reply, done) => {
     const { scope } = request.routeOptions.config

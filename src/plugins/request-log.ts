@@ -26,6 +26,9 @@ declare module 'fastify' {
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
+/** The reason logged for an answer that was streamed but could not end. */
+const CUT = 'the answer was cut before it ended'
+
 /** The message of the one log line written per request, wherever it is written. */
 export const REQUEST_COMPLETED = 'request completed'
 
@@ -89,6 +92,8 @@ export class RequestLogController extends LogController {
    */
   override streamError (error: Error, request: FastifyRequest, reply: FastifyReply): void {
     request.outcome ??= 'aborted'
+    // Also a stream cut at SHUTDOWN_TIMEOUT_MS, whose outcome and reason say SHUTTING_DOWN already.
+    request.reason = request.reason === null ? CUT : `${request.reason}; ${CUT}`
     this.requestCompleted(error, request, reply)
   }
 

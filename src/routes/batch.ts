@@ -1,16 +1,17 @@
 // POST /sign/batch: many devices in one request, as a JSON batch or as an NDJSON stream; one bad item fails alone.
 import { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger, FastifyReply } from 'fastify'
 import { validatorCompiler, type FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import type { SignMethod } from '../core/sign-method.js'
-import { AppError, isAppError } from '../errors.js'
+import { AppError, isAppError, type ErrorCode } from '../errors.js'
 import { exemptFromRequestTimeout, zodValidationFailed } from '../plugins/error-handler.js'
 import {
   MAX_REFERENCE_LENGTH, batchEnvelopeSchema, batchItemSchema, batchLineSchema, batchRequestSchema, batchResponseSchema,
   writeBroker, writeFailed, writePosition, writeSigned, writeSummary, type BatchItem, type BatchSummary
 } from '../schemas/batch.js'
 import type { Broker } from '../schemas/credentials.js'
-import { deviceRefusal, type Caller } from '../auth/caller.js'
+import { deviceRefusal, requireScope, type Caller } from '../auth/caller.js'
 import type { BatchAudit } from '../plugins/request-log.js'
 import { callerOf } from '../plugins/auth.js'
 import { newBatchAudit, noteFailure, noteSigned, type ItemPosition } from '../plugins/request-log.js'
@@ -25,8 +26,12 @@ export interface BatchRouteOptions {
   broker: Broker | undefined
   /** Epoch milliseconds; one timestamp per batch for the items that name none. */
   clock: () => number
-  /** BATCH_MAX_ITEMS: the most items of a JSON batch (an NDJSON stream has no limit). */
+  /** BATCH_MAX_ITEMS: the most items of a JSON batch. */
   maxItems: number
+  /** BATCH_STREAM_MAX_ITEMS: the most lines one NDJSON stream answers. */
+  streamMaxItems: number
+  /** BATCH_STREAM_MAX_MS: the longest one NDJSON stream stays open. */
+  streamMaxMs: number
   /** The longest NDJSON line, in bytes (BODY_LIMIT, the largest body of a single POST /sign). */
   maxLineBytes: number
   /** An NDJSON stream that sends nothing for this long is ended (REQUEST_TIMEOUT_MS). */
@@ -136,31 +141,161 @@ function lineEntry (line: Line, maxLineBytes: number): Entry {
 }
 
 /**
+ * Why a stream ends before its input does: the code of its error line and of its audit line's
+ * outcome, what happened, and whether the client should send the rest in a new stream.
+ */
+interface StreamStop { code: ErrorCode, why: string, resend: boolean }
+
+/** The reason of an aborted stream, as thrown by withIdleLimit. */
+class StreamStopped extends Error {
+  override name = 'StreamStopped'
+  readonly stop: StreamStop
+  constructor (stop: StreamStop) {
+    super(stop.why)
+    this.stop = stop
+  }
+}
+
+/** The longest the app's close waits for cut streams to write their audit lines (it takes a turn or two). */
+const CUT_STREAMS_WAIT_MS = 1000
+
+/** setTimeout's longest delay; a later deadline is armed again when it comes. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+/**
+ * One open NDJSON stream, as the registry of its app sees it: who it signs for now, and when it
+ * must end. Its caller is taken again whenever the token file changes and when its token
+ * expires, so a removed, expired or narrowed token stops signing on the streams it holds as it
+ * does on new requests; the stream also ends at BATCH_STREAM_MAX_MS, idle or not.
+ */
+class OpenStream {
+  readonly #controller = new AbortController()
+  readonly #deadline: number
+  readonly #signing: Signing
+  readonly #caller: () => Caller
+  readonly #maxMs: number
+  readonly #onStop: (stop: StreamStop) => void
+  readonly #registry: Set<OpenStream>
+  readonly #onClosed: Array<() => void> = []
+  #timer: NodeJS.Timeout | undefined
+
+  /** Opens the stream in `registry`, where it stays until close(). */
+  constructor (registry: Set<OpenStream>, signing: Signing, caller: () => Caller, maxMs: number, onStop: (stop: StreamStop) => void) {
+    this.#registry = registry
+    this.#signing = signing
+    this.#caller = caller
+    this.#maxMs = maxMs
+    this.#deadline = Date.now() + maxMs
+    this.#onStop = onStop
+    registry.add(this)
+    this.#arm()
+  }
+
+  /** Aborted when the stream must end: no more input is read; what was read is answered. */
+  get signal (): AbortSignal {
+    return this.#controller.signal
+  }
+
+  /** Ends the stream at its next step (the first reason stands). */
+  stop (stop: StreamStop): void {
+    if (this.#controller.signal.aborted) return
+    clearTimeout(this.#timer)
+    this.#onStop(stop)
+    this.#controller.abort(new StreamStopped(stop))
+  }
+
+  /** Takes the caller again (the token file changed, or a deadline came): the stream goes on with it, or ends. */
+  check (): void {
+    if (Date.now() >= this.#deadline) {
+      return this.stop({ code: 'STREAM_LIMIT_REACHED', why: `a stream stays open at most ${this.#maxMs} ms (BATCH_STREAM_MAX_MS)`, resend: true })
+    }
+    let caller: Caller
+    try {
+      caller = this.#caller()
+      requireScope(caller, 'sign:batch')
+    } catch (err) {
+      // currentCaller and requireScope throw only these: UNAUTHENTICATED, FORBIDDEN.
+      const { code, message } = err as AppError
+      return this.stop({ code, why: message, resend: false })
+    }
+    this.#signing.caller = caller
+    this.#arm()
+  }
+
+  /** Resolves once close() has run: the stream's answer has ended, or was cut (its log line is written by then). */
+  async closed (): Promise<void> {
+    return new Promise((resolve) => { this.#onClosed.push(resolve) })
+  }
+
+  close (): void {
+    clearTimeout(this.#timer)
+    this.#registry.delete(this)
+    for (const resolve of this.#onClosed) resolve()
+  }
+
+  /** One timer, for the nearer of the stream's deadline and its token's expiry. */
+  #arm (): void {
+    clearTimeout(this.#timer)
+    const expires = this.#signing.caller.expires?.getTime() ?? Infinity
+    const at = Math.min(this.#deadline, expires)
+    this.#timer = setTimeout(() => this.check(), Math.min(MAX_TIMER_MS, Math.max(0, at - Date.now())))
+  }
+}
+
+/** The error line and the summary line that end a stream early. */
+function stoppedLines (stop: StreamStop, summary: BatchSummary, lastLine: number, broker: Broker | undefined): string {
+  const message = `${stop.why}; it was ended after line ${lastLine}, with ${summary.signed} devices signed` +
+    (stop.resend ? '; send the rest in a new stream' : '')
+  return JSON.stringify({ error: { code: stop.code, message } }) + '\n' +
+    '{"summary":' + writeSummary(summary) + ',"complete":false' + writeBroker(broker) + '}\n'
+}
+
+/**
  * The NDJSON answer: one result line per input line as the input arrives, then the summary line.
  * Each chunk of input is answered with one chunk of output. It is pulled by the response stream,
- * so a reader that is slow holds up the reading of the input too (backpressure both ways).
+ * so a reader that is slow holds up the reading of the input too (backpressure both ways). A
+ * stream ended early (idle, a limit, its token, shutdown) answers the lines it has read, then an
+ * error line and the summary marked `"complete":false`.
  */
-async function * streamResults (signing: Signing, input: Readable, options: BatchRouteOptions, onEnd: (outcome: string) => void): AsyncGenerator<string> {
-  // An empty first chunk sends the status and headers now: a client that waits for them before
-  // sending its lines (as fetch does) would otherwise wait for a server waiting for its lines.
-  yield ''
+async function * streamResults (signing: Signing, input: Readable, open: () => OpenStream, options: BatchRouteOptions, onEnd: (outcome: string, reason?: string) => void): AsyncGenerator<string> {
+  const { summary } = signing
+  let lastLine = 0
+  let stop: StreamStop
+  // Opened when the answer starts to be read, so that every stream opened is closed below.
+  const stream = open()
   try {
-    for await (const lines of splitLines(withIdleLimit(input, options.idleMs), options.maxLineBytes)) {
+    // An empty first chunk sends the status and headers now: a client that waits for them before
+    // sending its lines (as fetch does) would otherwise wait for a server waiting for its lines.
+    yield ''
+    for await (let lines of splitLines(withIdleLimit(input, options.idleMs, stream.signal), options.maxLineBytes)) {
+      const room = options.streamMaxItems - summary.total
+      if (lines.length > room) {
+        lines = lines.slice(0, room)
+        stream.stop({ code: 'STREAM_LIMIT_REACHED', why: `a stream answers at most ${options.streamMaxItems} lines (BATCH_STREAM_MAX_ITEMS)`, resend: true })
+      }
+      if (lines.length === 0) continue
       const results = await resultsOf(signing, lines.map((line) => lineEntry(line, options.maxLineBytes)))
+      lastLine = (lines.at(-1) as Line).number
       yield results.join('\n') + '\n'
     }
+    stream.signal.throwIfAborted()
   } catch (err) {
-    if (!(err instanceof IdleStreamError)) {
+    if (err instanceof IdleStreamError) {
+      stop = { code: 'REQUEST_TIMEOUT', why: `the stream sent nothing for ${options.idleMs} ms (REQUEST_TIMEOUT_MS)`, resend: true }
+      onEnd(stop.code, stop.why)
+    } else if (err instanceof StreamStopped) {
+      stop = err.stop
+    } else {
       onEnd('aborted')
       return
     }
-    // No summary: a client tells a complete answer by its summary line.
-    onEnd('REQUEST_TIMEOUT')
-    yield JSON.stringify({ error: { code: 'REQUEST_TIMEOUT', message: `the stream sent nothing for ${options.idleMs} ms (REQUEST_TIMEOUT_MS); it was ended after ${signing.summary.total} devices` } }) + '\n'
+    yield stoppedLines(stop, summary, lastLine, options.broker)
     return
+  } finally {
+    stream.close()
   }
   onEnd('signed')
-  yield '{"summary":' + writeSummary(signing.summary) + writeBroker(options.broker) + '}\n'
+  yield '{"summary":' + writeSummary(summary) + writeBroker(options.broker) + '}\n'
 }
 
 /**
@@ -173,6 +308,22 @@ function sendWritten (reply: FastifyReply, type: string, payload: string | Reada
 
 const batchRoute: FastifyPluginAsyncZod<BatchRouteOptions> = async (app, options) => {
   const { defaultSignMethod, broker, clock, maxItems } = options
+  // The NDJSON streams open now: each takes its caller again when the token file changes, and
+  // each is ended (after answering what it has read) when the service shuts down.
+  const streams = new Set<OpenStream>()
+  const unsubscribe = app.onTokensChanged(() => {
+    for (const stream of streams) stream.check()
+  })
+  app.addHook('preClose', (done) => {
+    for (const stream of streams) stream.stop({ code: 'SHUTTING_DOWN', why: 'the service is shutting down', resend: true })
+    done()
+  })
+  app.addHook('onClose', async () => {
+    unsubscribe()
+    // Runs once the server has closed. A stream cut at SHUTDOWN_TIMEOUT_MS writes its audit line as
+    // its response closes, which comes just after: the process must not exit before that.
+    await Promise.race([Promise.all([...streams].map(async (stream) => stream.closed())), sleep(CUT_STREAMS_WAIT_MS, undefined, { ref: false })])
+  })
 
   // The NDJSON body is handed to the route as the stream it is: read as it arrives, never whole.
   app.addContentTypeParser(NDJSON, (request, payload, done) => {
@@ -239,7 +390,12 @@ const batchRoute: FastifyPluginAsyncZod<BatchRouteOptions> = async (app, options
       request.batch = summary
       // Long-lived and one per connection: the connection ends with the answer.
       reply.header('connection', 'close')
-      return sendWritten(reply, NDJSON, Readable.from(streamResults(signing, body, options, (outcome) => { request.outcome = outcome })))
+      const onEnd = (outcome: string, reason?: string): void => {
+        request.outcome = outcome
+        if (reason !== undefined) request.reason = reason
+      }
+      const open = (): OpenStream => new OpenStream(streams, signing, () => app.currentCaller(request), options.streamMaxMs, (stop) => onEnd(stop.code, stop.why))
+      return sendWritten(reply, NDJSON, Readable.from(streamResults(signing, body, open, options, onEnd)))
     }
     const { devices } = body as { devices: unknown[] }
     if (devices.length > maxItems) {

@@ -10,22 +10,31 @@ export class IdleStreamError extends Error {
 
 /**
  * Yields the chunks of `stream`, but throws IdleStreamError when the next one takes longer than
- * `idleMs`. The timer runs only while waiting for input: while the consumer is busy (or its own
- * output is held up by a slow reader) nothing is read and nothing is timed.
+ * `idleMs`, and `stop.reason` once `stop` is aborted: at once while waiting for input, else
+ * before the next chunk is read. The timer runs only while waiting for input: while the consumer
+ * is busy (or its own output is held up by a slow reader) nothing is read and nothing is timed.
  */
-export async function * withIdleLimit (stream: AsyncIterable<Buffer>, idleMs: number): AsyncGenerator<Buffer> {
+export async function * withIdleLimit (stream: AsyncIterable<Buffer>, idleMs: number, stop?: AbortSignal): AsyncGenerator<Buffer> {
   // No `finally` that ends the input: on an idle stream the answer must still go out, and
   // ending the request would end the socket under it. The connection closes with the answer.
   const iterator = stream[Symbol.asyncIterator]()
   for (;;) {
+    stop?.throwIfAborted()
     let timer: NodeJS.Timeout | undefined
-    const idle = new Promise<'idle'>((resolve) => { timer = setTimeout(resolve, idleMs, 'idle') })
+    let onStop: (() => void) | undefined
+    const idle = new Promise<'idle' | 'stop'>((resolve) => {
+      timer = setTimeout(resolve, idleMs, 'idle')
+      onStop = () => resolve('stop')
+      stop?.addEventListener('abort', onStop, { once: true })
+    })
     const next = iterator.next()
     // If the idle timer wins, this read may still fail later (the connection closes): nobody waits on it then.
     next.catch(() => {})
     const result = await Promise.race([next, idle])
     clearTimeout(timer)
+    stop?.removeEventListener('abort', onStop as () => void)
     if (result === 'idle') throw new IdleStreamError(`no input for ${idleMs} ms`)
+    if (result === 'stop') throw (stop as AbortSignal).reason
     if (result.done === true) return
     yield result.value
   }

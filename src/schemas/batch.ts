@@ -62,17 +62,21 @@ export const batchResponseSchema = z.object({
 
 /**
  * One line of the NDJSON answer: a result per input line (as in a JSON batch, with `line` for
- * `index`), then the summary; or, when the input stopped coming for REQUEST_TIMEOUT_MS, an error
- * line instead of the summary.
+ * `index`), then the summary; or, when the stream was ended early (idle, a limit, its token,
+ * shutdown), an error line and then the summary with `"complete":false`.
  */
 export const batchLineSchema = z.union([
   z.object({ ...byLine, ok: z.literal(true), ...credentialFields }).meta({ id: 'BatchLineSigned' }),
   z.object({ ...byLine, ok: z.literal(false), error: itemErrorSchema }).meta({ id: 'BatchLineFailed' }),
   z.object({
     summary: batchSummarySchema,
+    complete: z.literal(false).optional().describe('Present, false, when the stream was ended early (after an error line): lines after the last result were not answered.'),
     broker: brokerSchema.optional().describe('Where to connect; present when the service is configured with MQTT_HOST.')
-  }).meta({ id: 'BatchLineSummary', description: 'The last line of a complete answer.' }),
-  z.object({ error: itemErrorSchema }).meta({ id: 'BatchLineError', description: 'Instead of the summary: the stream was ended (REQUEST_TIMEOUT) and its answer is incomplete.' })
+  }).meta({ id: 'BatchLineSummary', description: 'The last line of the answer: of a complete one, or, with "complete":false, of one ended early.' }),
+  z.object({ error: itemErrorSchema }).meta({
+    id: 'BatchLineError',
+    description: 'The stream was ended early, before the summary: idle (REQUEST_TIMEOUT), too long (STREAM_LIMIT_REACHED), its token removed, expired (UNAUTHENTICATED) or without sign:batch (FORBIDDEN), or the service shutting down (SHUTTING_DOWN). The message names the last line answered.'
+  })
 ]).describe('One line of the NDJSON answer.')
 
 /**

@@ -122,6 +122,16 @@ t.test('an empty input still asks the service once (which checks --url and the t
   t.match(down.stderr, /giving up after 1 attempt without progress/)
 })
 
+t.test('a service that ends each stream at BATCH_STREAM_MAX_ITEMS: the rest goes in new streams, each device signed once, exit 0', async (t) => {
+  const { url } = await listenTestApp(t, { BATCH_STREAM_MAX_ITEMS: '3' })
+  const dir = t.testdir({ 'devices.csv': 'productKey,deviceKey,reference\n' + Array.from({ length: 10 }, (_, i) => `123,test,r-${i}\n`).join('') })
+  const result = await run({ url, in: join(dir, 'devices.csv'), out: join(dir, 'out.csv'), quiet: false }, {}, () => {})
+  t.equal(result.code, 0, result.stderr)
+  t.same(readCsv(join(dir, 'out.csv')).rows.map((row) => row.reference), Array.from({ length: 10 }, (_, i) => `r-${i}`))
+  t.match(result.stderr, /STREAM_LIMIT_REACHED: a stream answers at most 3 lines \(BATCH_STREAM_MAX_ITEMS\); it was ended after line 3, with 3 devices signed; send the rest in a new stream; retry 1/)
+  t.match(result.stderr, /10 signed, 0 failed/)
+})
+
 t.test('more failures than are listed: without --errors the summary says how to get them all', async (t) => {
   const { url } = await listenTestApp(t)
   const dir = t.testdir({ 'devices.csv': 'productKey,deviceKey\n' + Array.from({ length: 22 }, (_, i) => `P,ghost-${i}\n`).join('') })

@@ -1,12 +1,13 @@
 // POST /sign/batch with NDJSON on a real socket: answered as it arrives, backpressure both ways, idle and cut streams.
 import { once } from 'node:events'
+import { renameSync, writeFileSync } from 'node:fs'
 import { request, type ClientRequest, type IncomingMessage } from 'node:http'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { createFileStore } from '../../src/store/file-store.js'
 import type { DeviceStore } from '../../src/store/store.js'
-import { EXAMPLE_PASSWORDS, buildTestApp, createLogSink } from '../helper.js'
+import { EXAMPLE_PASSWORDS, buildTestApp, createLogSink, makeToken, writeTokenFile, type TestToken } from '../helper.js'
 
 const silent = { info () {}, warn () {}, error () {} }
 
@@ -35,8 +36,9 @@ async function serve (t: Test, env: Record<string, string> = {}, count = 100): P
 
 interface Stream { req: ClientRequest, response: Promise<IncomingMessage> }
 
-function openStream (port: number): Stream {
-  const req = request({ port, host: '127.0.0.1', method: 'POST', path: '/sign/batch', headers: { 'content-type': 'application/x-ndjson' } })
+function openStream (port: number, token = ''): Stream {
+  const headers = { 'content-type': 'application/x-ndjson', ...(token !== '' && { authorization: `Bearer ${token}` }) }
+  const req = request({ port, host: '127.0.0.1', method: 'POST', path: '/sign/batch', headers })
   req.on('error', () => {})
   const response = once(req, 'response').then(([res]) => res as IncomingMessage)
   // Headers go out now, not with the first body write: the server starts answering before the body ends.
@@ -131,7 +133,7 @@ t.test('NDJSON – a stream that keeps flowing is not cut by REQUEST_TIMEOUT_MS'
   t.match(results.at(-1), { summary: { total: sent, signed: sent, failed: 0 } })
 })
 
-t.test('NDJSON – an idle stream is ended with a REQUEST_TIMEOUT line and no summary, and logged once', async (t) => {
+t.test('NDJSON – an idle stream is ended with a REQUEST_TIMEOUT line and an incomplete summary, and logged once', async (t) => {
   const { port, sink } = await serve(t, { REQUEST_TIMEOUT_MS: '300' })
   const { req, response } = openStream(port)
   req.write(line('dev-1'))
@@ -139,9 +141,10 @@ t.test('NDJSON – an idle stream is ended with a REQUEST_TIMEOUT line and no su
   const text = await readAll(res)
   t.match(parseLines(text), [
     { line: 1, ok: true },
-    { error: { code: 'REQUEST_TIMEOUT', message: 'the stream sent nothing for 300 ms (REQUEST_TIMEOUT_MS); it was ended after 1 devices' } }
+    { error: { code: 'REQUEST_TIMEOUT', message: 'the stream sent nothing for 300 ms (REQUEST_TIMEOUT_MS); it was ended after line 1, with 1 devices signed; send the rest in a new stream' } },
+    { summary: { total: 1, signed: 1, failed: 0 }, complete: false }
   ])
-  t.notMatch(text, /summary/)
+  t.equal(parseLines(text).length, 3)
   await once(req.socket as NonNullable<typeof req.socket>, 'close')
   t.match(sink.lines().filter((l) => l.msg === 'request completed'), [{ route: '/sign/batch', statusCode: 200, batch: { size: 1, signed: 1, failed: 0 }, outcome: 'REQUEST_TIMEOUT' }])
 })
@@ -196,15 +199,208 @@ t.test('NDJSON – a client that disconnects mid-stream stops the work at once',
   t.match(sink.lines().filter((l) => l.msg === 'request completed'), [{ route: '/sign/batch', outcome: 'aborted' }])
 })
 
-t.test('shutdown: a stream in flight finishes, its connection then ends, and close() does not wait for a keep-alive', async (t) => {
-  const { app, port } = await serve(t, { KEEP_ALIVE_TIMEOUT_MS: '60000' })
+t.test('shutdown: a stream in flight answers what it has read, ends with SHUTTING_DOWN and its summary, and close() does not wait for it', async (t) => {
+  const { app, port, sink } = await serve(t, { KEEP_ALIVE_TIMEOUT_MS: '60000', SHUTDOWN_TIMEOUT_MS: '60000', REQUEST_TIMEOUT_MS: '60000' })
   const { req, response } = openStream(port)
   req.write(line('dev-1'))
   const res = await response
-  await once(res, 'data')
+  const [first] = await once(res, 'data') as [Buffer]
+  t.match(parseLines(first.toString()), [{ line: 1, ok: true }])
+  const rest = readAll(res)
+  // The client keeps its request open: only the shutdown can end this stream.
+  await app.close()
+  t.match(parseLines(await rest), [
+    { error: { code: 'SHUTTING_DOWN', message: 'the service is shutting down; it was ended after line 1, with 1 devices signed; send the rest in a new stream' } },
+    { summary: { total: 1, signed: 1, failed: 0 }, complete: false }
+  ])
+  req.destroy()
+  t.match(sink.lines().filter((l) => l.msg === 'request completed'), [{ route: '/sign/batch', audit: true, batch: { size: 1, signed: 1 }, outcome: 'SHUTTING_DOWN' }])
+})
+
+t.test('NDJSON – a stream ends with STREAM_LIMIT_REACHED after BATCH_STREAM_MAX_ITEMS lines, naming the last line answered', async (t) => {
+  const { port, sink } = await serve(t, { BATCH_STREAM_MAX_ITEMS: '5' })
+  const { req, response } = openStream(port)
+  req.write(line('dev-1') + line('dev-2') + '\n' + line('dev-3'))
+  const res = await response
+  const [first] = await once(res, 'data') as [Buffer]
+  req.write(line('dev-4') + line('dev-5') + line('dev-6') + line('dev-7'))
+  const results = parseLines(first.toString() + await readAll(res))
+  t.match(results, [
+    { line: 1, ok: true }, { line: 2, ok: true }, { line: 4, ok: true }, { line: 5, ok: true }, { line: 6, ok: true },
+    { error: { code: 'STREAM_LIMIT_REACHED', message: 'a stream answers at most 5 lines (BATCH_STREAM_MAX_ITEMS); it was ended after line 6, with 5 devices signed; send the rest in a new stream' } },
+    { summary: { total: 5, signed: 5, failed: 0 }, complete: false }
+  ])
+  t.equal(results.length, 7, 'line 7 is not answered')
+  req.destroy()
+  t.match(sink.lines().filter((l) => l.msg === 'request completed'), [{ route: '/sign/batch', batch: { size: 5, signed: 5 }, outcome: 'STREAM_LIMIT_REACHED' }])
+})
+
+t.test('NDJSON – a stream that stays open BATCH_STREAM_MAX_MS is ended, even while it sends nothing', async (t) => {
+  const { port, sink } = await serve(t, { BATCH_STREAM_MAX_MS: '1000', REQUEST_TIMEOUT_MS: '600000' })
+  const { req, response } = openStream(port)
+  req.write(line('dev-1'))
+  const results = parseLines(await readAll(await response))
+  t.match(results, [
+    { line: 1, ok: true },
+    { error: { code: 'STREAM_LIMIT_REACHED', message: 'a stream stays open at most 1000 ms (BATCH_STREAM_MAX_MS); it was ended after line 1, with 1 devices signed; send the rest in a new stream' } },
+    { summary: { total: 1, signed: 1, failed: 0 }, complete: false }
+  ])
+  req.destroy()
+  t.match(sink.lines().filter((l) => l.msg === 'request completed'), [{ route: '/sign/batch', outcome: 'STREAM_LIMIT_REACHED', reason: 'a stream stays open at most 1000 ms (BATCH_STREAM_MAX_MS)' }])
+})
+
+/** Replaces the token file as operators are told to: a new file, then `mv` over the old one. */
+function replaceTokenFile (path: string, tokens: readonly TestToken[]): void {
+  writeFileSync(`${path}.next`, JSON.stringify({ tokens: tokens.map(({ entry }) => entry) }))
+  renameSync(`${path}.next`, path)
+}
+
+/** Polls a new request with `token` until it gets `status`: then the service has the new token file (or the expiry) in force. */
+async function untilStatus (port: number, token: string, status: number, path = '/sign', body: object = { productKey: 'P1', deviceKey: 'dev-1' }): Promise<void> {
+  for (;;) {
+    const res = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify(body) })
+    await res.arrayBuffer()
+    if (res.status === status) return
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+/** A token-mode service on a watched token file of `tokens`. */
+async function serveTokens (t: Test, tokens: readonly TestToken[]): Promise<Served & { path: string }> {
+  const path = writeTokenFile(t, tokens)
+  return { ...await serve(t, { AUTH_MODE: 'token', AUTH_TOKENS_FILE: path, STORE_WATCH: 'true', REQUEST_TIMEOUT_MS: '60000' }), path }
+}
+
+/** Opens a stream with `token`, sends `first`, and returns its first results and a promise of the rest. */
+async function startStream (port: number, token: string, first: string): Promise<{ req: ClientRequest, first: Array<Record<string, unknown>>, rest: Promise<string> }> {
+  const { req, response } = openStream(port, token)
+  req.write(first)
+  const res = await response
+  const [chunk] = await once(res, 'data') as [Buffer]
+  return { req, first: parseLines(chunk.toString()), rest: readAll(res) }
+}
+
+const completed = (sink: Served['sink']): Array<Record<string, unknown>> => sink.lines().filter((l) => l.msg === 'request completed' && l.route === '/sign/batch')
+
+t.test('NDJSON – a token removed from AUTH_TOKENS_FILE (mv) stops signing on every stream it holds: UNAUTHENTICATED, the summary, the audit line', async (t) => {
+  const holder = makeToken('line-1', ['sign', 'sign:batch'], ['P1'])
+  const other = makeToken('other', ['sign'], '*')
+  const { port, sink, path } = await serveTokens(t, [holder, other])
+  const one = await startStream(port, holder.token, line('dev-1'))
+  const two = await startStream(port, holder.token, line('dev-2') + line('dev-3'))
+  t.match(one.first, [{ line: 1, ok: true }])
+  t.match(two.first, [{ line: 1, ok: true }, { line: 2, ok: true }])
+  const removed = Date.now()
+  replaceTokenFile(path, [other])
+  await untilStatus(port, holder.token, 401)
+  t.comment(`new requests refused ${Date.now() - removed} ms after the mv`)
+  // Sent once new requests are refused: neither stream may sign them.
+  one.req.end(line('dev-4'))
+  two.req.end(line('dev-5'))
+  t.match(parseLines(await one.rest), [
+    { error: { code: 'UNAUTHENTICATED', message: 'the bearer token is not valid; it was ended after line 1, with 1 devices signed' } },
+    { summary: { total: 1, signed: 1, failed: 0 }, complete: false }
+  ])
+  const rest = parseLines(await two.rest)
+  t.match(rest, [{ error: { code: 'UNAUTHENTICATED', message: /after line 2, with 2 devices signed$/ } }, { summary: { total: 2, signed: 2 }, complete: false }])
+  t.equal(rest.length, 2, 'no line sent after the removal is answered')
+  t.match(completed(sink), [
+    { audit: true, caller: 'line-1', outcome: 'UNAUTHENTICATED', reason: 'the bearer token is not valid', batch: { size: 1, signed: 1 } },
+    { audit: true, caller: 'line-1', outcome: 'UNAUTHENTICATED', batch: { size: 2, signed: 2 } }
+  ])
+})
+
+t.test('NDJSON – a stream stops signing when its token reaches its expires', async (t) => {
+  const holder = makeToken('short', ['sign', 'sign:batch'], ['P1'], new Date(Date.now() + 4000).toISOString())
+  const { port, sink } = await serveTokens(t, [holder])
+  const stream = await startStream(port, holder.token, line('dev-1'))
+  t.match(stream.first, [{ line: 1, ok: true }])
+  await untilStatus(port, holder.token, 401)
+  stream.req.end(line('dev-2'))
+  const rest = parseLines(await stream.rest)
+  t.match(rest, [
+    { error: { code: 'UNAUTHENTICATED', message: 'the bearer token has expired; it was ended after line 1, with 1 devices signed' } },
+    { summary: { total: 1, signed: 1, failed: 0 }, complete: false }
+  ])
+  t.equal(rest.length, 2, 'the line sent after the expiry is not answered')
+  t.match(completed(sink), [{ caller: 'short', outcome: 'UNAUTHENTICATED', reason: 'the bearer token has expired' }])
+})
+
+t.test('NDJSON – a token narrowed to fewer products keeps its stream, whose items of the other products now fail alone', async (t) => {
+  const holder = makeToken('line-1', ['sign', 'sign:batch'], ['P1', '123'])
+  const { port, path } = await serveTokens(t, [holder])
+  const stream = await startStream(port, holder.token, line('dev-1'))
+  t.match(stream.first, [{ line: 1, ok: true }])
+  replaceTokenFile(path, [{ ...holder, entry: { ...holder.entry, products: ['123'] } }])
+  await untilStatus(port, holder.token, 403)
+  stream.req.end(line('dev-2') + JSON.stringify({ productKey: '123', deviceKey: 'test' }) + '\n')
+  t.match(parseLines(await stream.rest), [
+    { line: 2, ok: false, error: { code: 'FORBIDDEN', message: 'the token "line-1" may not sign for product "P1"' } },
+    { line: 3, ok: true, mqttUsername: 'test&123' },
+    { summary: { total: 3, signed: 2, failed: 1 } }
+  ])
+})
+
+t.test('NDJSON – a token that loses sign:batch ends its streams with FORBIDDEN', async (t) => {
+  const holder = makeToken('line-1', ['sign', 'sign:batch'], ['P1'])
+  const { port, path, sink } = await serveTokens(t, [holder])
+  const stream = await startStream(port, holder.token, line('dev-1'))
+  replaceTokenFile(path, [{ ...holder, entry: { ...holder.entry, scopes: ['sign'] } }])
+  await untilStatus(port, holder.token, 403, '/sign/batch', { devices: [{ productKey: 'P1', deviceKey: 'dev-1' }] })
+  stream.req.end(line('dev-2'))
+  const rest = parseLines(await stream.rest)
+  t.match(rest, [
+    { error: { code: 'FORBIDDEN', message: 'the token "line-1" has no "sign:batch" scope; it was ended after line 1, with 1 devices signed' } },
+    { summary: { total: 1, signed: 1 }, complete: false }
+  ])
+  t.equal(rest.length, 2)
+  // The stream's audit line, among those of the JSON batches that polled for the change.
+  t.match(completed(sink).filter((l) => l.statusCode === 200 && l.outcome !== 'signed'), [{ outcome: 'FORBIDDEN', batch: { size: 1, signed: 1 } }])
+})
+
+t.test('NDJSON – a token file reload that leaves the token as it was leaves its stream alone', async (t) => {
+  const holder = makeToken('line-1', ['sign', 'sign:batch'], ['P1'])
+  const added = makeToken('added', ['sign'], ['P1'])
+  const { port, path } = await serveTokens(t, [holder])
+  const stream = await startStream(port, holder.token, line('dev-1'))
+  replaceTokenFile(path, [holder, added])
+  await untilStatus(port, added.token, 200)
+  stream.req.end(line('dev-2'))
+  t.match(parseLines(await stream.rest), [{ line: 2, ok: true }, { summary: { total: 2, signed: 2, failed: 0 } }])
+})
+
+t.test('NDJSON – a stream whose first chunk fills BATCH_STREAM_MAX_ITEMS exactly ends at the next line, naming the last one answered', async (t) => {
+  const { port } = await serve(t, { BATCH_STREAM_MAX_ITEMS: '2' })
+  const stream = await startStream(port, '', line('dev-1') + line('dev-2'))
+  t.match(stream.first, [{ line: 1, ok: true }, { line: 2, ok: true }])
+  stream.req.end(line('dev-3'))
+  t.match(parseLines(await stream.rest), [
+    { error: { code: 'STREAM_LIMIT_REACHED', message: /it was ended after line 2, with 2 devices signed; send the rest in a new stream$/ } },
+    { summary: { total: 2, signed: 2 }, complete: false }
+  ])
+})
+
+t.test('NDJSON – a stream ended by its token and then cut at shutdown (its client does not read) keeps its first reason in its audit line', async (t) => {
+  const holder = makeToken('line-1', ['sign', 'sign:batch'], ['P1'])
+  const { app, port, path, sink } = await serveTokens(t, [holder])
+  const { req, response } = openStream(port, holder.token)
+  const res = await response
+  res.on('error', () => {})
+  res.pause()
+  // Write until the request is held back for good: the answer cannot go out, so the stream is stuck.
+  let chunk = ''
+  for (let i = 0; i < 1000; i++) chunk += line(`dev-${i % 100}`)
+  for (;;) {
+    if (req.write(chunk)) continue
+    const drained = await Promise.race([once(req, 'drain').then(() => true), new Promise<boolean>((resolve) => setTimeout(resolve, 1000, false))])
+    if (!drained) break
+  }
+  replaceTokenFile(path, [])
+  await untilStatus(port, holder.token, 401)
   const closing = app.close()
-  req.end(line('dev-2'))
-  const results = parseLines(await readAll(res))
+  // What SHUTDOWN_TIMEOUT_MS does in start.ts: the stream cannot end, so its connection is cut.
+  app.server.closeAllConnections()
   await closing
-  t.match(results, [{ line: 2, ok: true }, { summary: { total: 2, signed: 2 } }])
+  req.destroy()
+  t.match(completed(sink), [{ outcome: 'UNAUTHENTICATED', reason: 'the bearer token is not valid; the answer was cut before it ended', batch: { signedByProduct: { P1: Number } } }])
 })

@@ -68,7 +68,7 @@ async function driveSockets (app: FastifyInstance): Promise<void> {
 t.test('every request, success or error, writes exactly one log line, and no secret reaches the logs', async (t) => {
   const sink = createLogSink()
   const deps = { logStream: sink.stream }
-  const env = { LOG_LEVEL: 'trace', BODY_LIMIT: '1024', BATCH_MAX_ITEMS: '2' }
+  const env = { LOG_LEVEL: 'trace', BODY_LIMIT: '1024', BATCH_MAX_ITEMS: '2', BATCH_STREAM_MAX_ITEMS: '1' }
   const app = await buildTestApp(t, env, deps)
   const down = await buildTestApp(t, env, { ...deps, store: unavailableStore() })
   const broken = await buildTestApp(t, env, { ...deps, store: brokenStore() })
@@ -83,11 +83,14 @@ t.test('every request, success or error, writes exactly one log line, and no sec
   await guarded.inject({ method: 'POST', url: '/sign', headers, payload: example })
   await guarded.inject({ method: 'POST', url: '/sign', headers, payload: { productKey: 'Ab12Cd34', deviceKey: 'boiler-0001' } })
   await guarded.inject({ method: 'POST', url: '/sign', headers, payload: { productKey: 'Ab12Cd34', deviceKey: 'boiler-0001' } })
+  // A stream past BATCH_STREAM_MAX_ITEMS ends with a STREAM_LIMIT_REACHED line.
+  const limited = await app.inject({ method: 'POST', url: '/sign/batch', headers: { 'content-type': 'application/x-ndjson' }, payload: '{"productKey":"123","deviceKey":"test"}\n{"productKey":"123","deviceKey":"test"}\n' })
+  t.match(limited.body, /"code":"STREAM_LIMIT_REACHED"/)
 
   const lines = sink.lines()
   const completed = lines.filter((line) => line.msg === 'request completed')
-  t.equal(completed.length, 30, 'one line per request', { lines: completed.map((l) => `${String(l.route)} ${String(l.outcome)}`) })
-  t.same(new Set(completed.map((line) => line.reqId)).size, 30, 'each with its own request id')
+  t.equal(completed.length, 31, 'one line per request', { lines: completed.map((l) => `${String(l.route)} ${String(l.outcome)}`) })
+  t.same(new Set(completed.map((line) => line.reqId)).size, 31, 'each with its own request id')
   const outcomes = new Set(completed.map((line) => line.outcome))
   for (const code of Object.keys(ERROR_STATUS)) t.ok(outcomes.has(code), `${code} was reached through HTTP and logged`)
   t.ok(outcomes.has('signed'))
