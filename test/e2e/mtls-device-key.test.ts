@@ -73,7 +73,7 @@ t.test('MTLS_IDENTITY=deviceKey: a reload that brings the deviceKey into a secon
   await writeStore(storeFile, [pa, pb])
   await app.reload()
   const ready = (await app.inject('/readyz')).json<{ store: { lastReloadError?: { message: string } } }>()
-  t.match(ready.store.lastReloadError?.message, /devices\.json: a deviceKey is in more than one product: "dev-1" \(products "PA", "PB"\); MTLS_IDENTITY=deviceKey would let/)
+  t.match(ready.store.lastReloadError?.message, /STORE_FILE: a deviceKey is in more than one product: "dev-1" \(products "PA", "PB"\); MTLS_IDENTITY=deviceKey would let/)
   t.notMatch(JSON.stringify(ready), /secret-of/)
   t.match(await post(port, '/sign', { productKey: 'PB', deviceKey: 'dev-1' }, { ca: pki.ca.cert, client: device }), { status: 404, body: { code: 'DEVICE_NOT_FOUND' } }, 'the new version was not applied')
   t.equal((await post(port, '/sign', { productKey: 'PA', deviceKey: 'dev-1' }, { ca: pki.ca.cert, client: device })).status, 200, 'the old one still serves')

@@ -53,10 +53,12 @@ t.test('SIGTERM: a stream that cannot finish (its client does not read) is cut a
   const { req, res } = await openStream(server.port)
   res.pause()
   // Write until the request is held back for good: the answer cannot go out, so the stream is stuck.
+  // "For good" is 5 s without a drain: a busy machine's server can take over a second for a chunk,
+  // and a stop that early leaves an answer small enough for the socket buffers, which then ends.
   const chunk = line.repeat(1000)
   for (;;) {
     if (req.write(chunk)) continue
-    const drained = await Promise.race([once(req, 'drain').then(() => true), new Promise<boolean>((resolve) => setTimeout(resolve, 1000, false))])
+    const drained = await Promise.race([once(req, 'drain').then(() => true), new Promise<boolean>((resolve) => setTimeout(resolve, 5000, false))])
     if (!drained) break
   }
   server.child.kill('SIGTERM')

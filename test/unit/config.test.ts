@@ -143,7 +143,7 @@ t.test('the bundled example store runs open while AUTH_MODE is unset, and obeys 
 
 t.test('with AUTH_MODE unset, a token file or a client CA asks for access control, on the example store too', async (t) => {
   const tls = { TLS_CERT_FILE: '/tls/cert.pem', TLS_KEY_FILE: '/tls/key.pem' }
-  t.same(loadConfig({ AUTH_TOKENS_FILE: '/t.json' }).auth, { mode: 'token', exampleOpen: false, tokensFile: '/t.json', mtlsIdentity: 'deviceKey' }, 'a token file: token')
+  t.same(loadConfig({ AUTH_TOKENS_FILE: '/t.json' }).auth, { mode: 'token', exampleOpen: false, tokensFile: '/t.json', mtlsIdentity: 'productKey/deviceKey' }, 'a token file: token')
   t.match(loadConfig({ ...tls, TLS_CLIENT_CA_FILE: '/tls/ca.pem' }).auth, { mode: 'mtls', exampleOpen: false, tokensFile: undefined }, 'a client CA: mtls')
   t.match(loadConfig({ ...tls, TLS_CLIENT_CA_FILE: '/tls/ca.pem', AUTH_TOKENS_FILE: '/t.json' }).auth, { mode: 'mtls', exampleOpen: false, tokensFile: '/t.json' }, 'both: mtls, which takes tokens too')
   t.match(loadConfig({ STORE_FILE: '/d.csv', ...tls, TLS_CLIENT_CA_FILE: '/tls/ca.pem' }).auth, { mode: 'mtls' }, 'a client CA with a real store: mtls, no token file needed')
