@@ -132,7 +132,10 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
   await app.register(requestGuard)
   const tokens = await openTokens(app, config)
   // The TLS files are watched below; a request is only ever served once they are.
-  const isCurrentTls = config.tls === undefined ? undefined : (socket: TLSSocket): boolean => tls?.isCurrent(socket) ?? false
+  const isCurrentTls = config.tls === undefined
+    ? undefined
+    /* c8 ignore next -- `?? false` only before the watch below is set up, and no request is served before it */
+    : (socket: TLSSocket): boolean => tls?.isCurrent(socket) ?? false
   await app.register(auth, { mode: config.auth.mode, tokens, mtlsIdentity: config.auth.mtlsIdentity, isCurrentTls })
   await app.register(rateLimits, config.rateLimit)
   const tls = config.tls === undefined || tlsMaterial === undefined

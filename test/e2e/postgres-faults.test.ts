@@ -267,6 +267,7 @@ t.test('RATE_LIMIT_UNKNOWN_PER_CALLER: a caller past its unknown devices gets 42
   t.equal((await sign(spender.token, 'cached-1')).status, 200, 'a cached device signs')
   t.equal((await sign(spender.token, 'made-up-3')).status, 404, 'a device remembered as unknown is answered from the cache')
   t.match(await batch(spender.token, ['cached-1', 'uncached-2', 'made-up-other']), [{ ok: true }, { ok: false, error: { code: 'RATE_LIMITED' } }, { ok: false, error: { code: 'RATE_LIMITED' } }])
+  t.match(await batch(spender.token, ['made-up-batch-new']), [{ ok: false, error: { code: 'RATE_LIMITED' } }], 'a batch the cache holds nothing of makes no query')
   t.equal((await sign(other.token, 'uncached-2')).status, 503, 'another caller still asks the database (down now)')
   await postgres.start()
   t.equal((await sign(other.token, 'uncached-2')).status, 200, 'and signs once it is back')
