@@ -27,7 +27,7 @@ t.test('GET /readyz – store down -> 503 with the reason and Retry-After', asyn
   t.same(res.json(), {
     status: 'unavailable',
     store: { ok: false, kind: 'fake', detail: 'the device store is not reachable; retry shortly' },
-    access: { mode: 'none', rateLimits: { perCaller: 0, perDevice: 0, shared: false } }
+    access: { mode: 'none', rateLimits: { perCaller: 0, perDevice: 0, batchItemsPerCaller: 2_000_000, verifyPerDevice: 60, verifyPerCaller: 0, shared: false } }
   })
 })
 
