@@ -52,12 +52,14 @@ t.test('open, the per-caller limit counts by client address; probes are never li
 })
 
 t.test('0 turns a limit off', async (t) => {
-  const app = await buildTestApp(t, { RATE_LIMIT_PER_DEVICE: '0', RATE_LIMIT_PER_CALLER: '0' })
+  const app = await buildTestApp(t, { RATE_LIMIT_PER_DEVICE: '0', RATE_LIMIT_PER_CALLER: '0', RATE_LIMIT_BATCH_ITEMS_PER_CALLER: '0' })
   for (let i = 0; i < 100; i++) {
     const res = await app.inject({ method: 'POST', url: '/sign', payload: example })
     if (res.statusCode !== 200) t.fail(`request ${i}: ${res.statusCode}`)
   }
   t.pass('100 requests for one device, none limited')
+  const batch = await app.inject({ method: 'POST', url: '/sign/batch', payload: { devices: Array(1000).fill(example) } })
+  t.same(batch.json().summary, { total: 1000, signed: 1000, failed: 0 }, 'a batch of 1000 items for that device, none limited')
   t.match((await app.inject({ method: 'GET', url: '/readyz' })).json().access, { rateLimits: { perCaller: 0, perDevice: 0, shared: false } })
 })
 
