@@ -18,6 +18,12 @@ export interface SharedCounters {
 /** Distinct from other users of the same Redis. */
 export const REDIS_KEY_PREFIX = 'enos-mqtt-signer:rate:'
 
+/** What a counter counts: a key within a group (a device within its product, a caller within ''). */
+export interface CounterKey {
+  group: string
+  key: string
+}
+
 /**
  * Adds ARGV[i + 2] to KEYS[i], each in turn, and answers the counts after each addition; a key
  * made by the first addition expires after ARGV[1] ms. One script, so a whole chunk of a batch is
@@ -52,14 +58,19 @@ export interface Window {
  * in the store, tokens, addresses), so memory is bounded by those.
  */
 export class Counters {
+  private readonly name: string
   private readonly windowMs: number
   private readonly shared: SharedCounters
   private readonly clock: () => number
   private readonly count: CountCommand | undefined
   private current = -1
-  private local = new Map<string, number>()
+  // Keys by group, then key: no key string is made per count (a million devices a minute is millions of counts).
+  private local = new Map<string, Map<string, number>>()
+  private size = 0
 
-  constructor (windowMs: number, shared: SharedCounters, clock: () => number = Date.now) {
+  /** @param name distinct for each limit: its keys in Redis start with it. */
+  constructor (name: string, windowMs: number, shared: SharedCounters, clock: () => number = Date.now) {
+    this.name = name
     this.windowMs = windowMs
     this.shared = shared
     this.clock = clock
@@ -76,14 +87,14 @@ export class Counters {
    * Synchronous when counting locally; one Redis round trip otherwise, and local counting when
    * that fails.
    */
-  add (keys: readonly string[], by?: readonly number[]): { counts: number[], window: Window } | Promise<{ counts: number[], window: Window }> {
+  add (keys: readonly CounterKey[], by?: readonly number[]): { counts: number[], window: Window } | Promise<{ counts: number[], window: Window }> {
     const now = this.clock()
     const index = Math.floor(now / this.windowMs)
     const window = { endsAt: (index + 1) * this.windowMs }
     const { count, shared } = this
     if (count === undefined || !shared.isUp()) return { counts: this.addLocally(index, keys, by), window }
     return new Promise((resolve) => {
-      const args: Array<string | number> = keys.map((key) => `${REDIS_KEY_PREFIX}${key}:${index}`)
+      const args: Array<string | number> = keys.map(({ group, key }) => `${REDIS_KEY_PREFIX}${this.name}:${index}:${group}/${key}`)
       args.push(2 * this.windowMs)
       for (let i = 0; i < keys.length; i++) args.push(by?.[i] ?? 1)
       count(keys.length, ...args, (err: Error | null, result?: number[]) => {
@@ -95,17 +106,25 @@ export class Counters {
     })
   }
 
-  private addLocally (index: number, keys: readonly string[], by: readonly number[] | undefined): number[] {
+  private addLocally (index: number, keys: readonly CounterKey[], by: readonly number[] | undefined): number[] {
     if (index !== this.current) {
       this.current = index
       this.local = new Map()
+      this.size = 0
     }
     const { local } = this
     const counts = new Array<number>(keys.length)
     for (let i = 0; i < keys.length; i++) {
-      const key = keys[i] as string
-      const current = (local.get(key) ?? 0) + (by?.[i] ?? 1)
-      local.set(key, current)
+      const { group, key } = keys[i] as CounterKey
+      let inGroup = local.get(group)
+      if (inGroup === undefined) {
+        inGroup = new Map()
+        local.set(group, inGroup)
+      }
+      const before = inGroup.get(key)
+      if (before === undefined) this.size++
+      const current = (before ?? 0) + (by?.[i] ?? 1)
+      inGroup.set(key, current)
       counts[i] = current
     }
     return counts
@@ -113,6 +132,6 @@ export class Counters {
 
   /** Keys counted locally in the current window (for tests and memory figures). */
   get localKeys (): number {
-    return this.local.size
+    return this.size
   }
 }

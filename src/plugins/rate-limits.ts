@@ -2,7 +2,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { Redis } from 'ioredis'
-import { Counters } from '../auth/rate-limit-store.js'
+import { Counters, type CounterKey } from '../auth/rate-limit-store.js'
 import { AppError } from '../errors.js'
 import { callerOf } from './auth.js'
 
@@ -135,14 +135,14 @@ async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Pro
   }
   // One set of counters per limit: keys of one limit never crowd out those of another.
   const shared = { redis, isUp: () => redis?.status === 'ready', failed: (err: Error) => warn(err.message) }
-  const counters = (): Counters => new Counters(MINUTE_MS, shared)
+  const counters = (name: string): Counters => new Counters(name, MINUTE_MS, shared)
 
-  function requestLimit (max: number, what: string, variable: string): Limit | undefined {
+  function requestLimit (name: string, max: number, what: string, variable: string): Limit | undefined {
     if (max === 0) return undefined
-    const counts = counters()
+    const counts = counters(name)
     return async (request, reply) => {
       const key = callerKey(request)
-      const { counts: [current = 0], window } = await counts.add([key])
+      const { counts: [current = 0], window } = await counts.add([{ group: '', key }])
       if (current <= max) return
       refuse(reply, max, window.endsAt, `more than ${max} requests a minute ${what} (${variable})`)
     }
@@ -154,12 +154,12 @@ async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Pro
     throw new AppError('RATE_LIMITED', `${message}; retry after ${retryAfter} s`, { retryAfter })
   }
 
-  const deviceKey = ({ productKey, deviceKey }: DeviceKeys): string => `device:${productKey}/${deviceKey}`
+  const deviceKey = ({ productKey, deviceKey }: DeviceKeys): CounterKey => ({ group: productKey, key: deviceKey })
   const deviceMessage = (max: number, { productKey, deviceKey }: DeviceKeys): string =>
     `more than ${max} signatures a minute for device "${deviceKey}" of product "${productKey}" (RATE_LIMIT_PER_DEVICE)`
-  const devices = options.perDevice === 0 ? undefined : counters()
-  const items = options.batchItemsPerCaller === 0 ? undefined : counters()
-  const verifyDevices = options.verifyPerDevice === 0 ? undefined : counters()
+  const devices = options.perDevice === 0 ? undefined : counters('device')
+  const items = options.batchItemsPerCaller === 0 ? undefined : counters('items')
+  const verifyDevices = options.verifyPerDevice === 0 ? undefined : counters('verify-device')
 
   const perDevice = devices === undefined
     ? undefined
@@ -176,7 +176,7 @@ async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Pro
     }
 
   function batch (request: FastifyRequest): BatchLimits {
-    const caller = callerKey(request)
+    const caller = { group: '', key: callerKey(request) }
     let itemsEndAt = 0
     const itemsMax = options.batchItemsPerCaller
     const deviceMax = options.perDevice
@@ -213,8 +213,8 @@ async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Pro
   }
 
   app.decorate('limits', {
-    perCaller: requestLimit(options.perCaller, 'from this caller', 'RATE_LIMIT_PER_CALLER'),
-    verifyPerCaller: requestLimit(options.verifyPerCaller, 'from this caller', 'RATE_LIMIT_VERIFY_PER_CALLER'),
+    perCaller: requestLimit('caller', options.perCaller, 'from this caller', 'RATE_LIMIT_PER_CALLER'),
+    verifyPerCaller: requestLimit('verify-caller', options.verifyPerCaller, 'from this caller', 'RATE_LIMIT_VERIFY_PER_CALLER'),
     perDevice,
     verifyPerDevice,
     batch,
