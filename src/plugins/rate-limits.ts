@@ -65,7 +65,7 @@ declare module 'fastify' {
       /** Called by POST /sign once the store has found the device; undefined when the limit is off. */
       perDevice: ((request: FastifyRequest, reply: FastifyReply, device: DeviceKeys) => Promise<void>) | undefined
       /** Called by POST /verify once the store has found the device: its refusal when it is over; undefined when the limit is off. */
-      verifyPerDevice: ((device: DeviceKeys) => Promise<string | undefined>) | undefined
+      verifyPerDevice: ((device: DeviceKeys) => string | undefined | Promise<string | undefined>) | undefined
       /** The per-item limits of one POST /sign/batch request. */
       batch: (request: FastifyRequest) => BatchLimits
       health: () => RateLimitHealth
@@ -168,12 +168,14 @@ async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Pro
       if (current > options.perDevice) refuse(reply, options.perDevice, window.endsAt, deviceMessage(options.perDevice, device))
     }
 
-  const verifyPerDevice = verifyDevices === undefined
-    ? undefined
-    : async (device: DeviceKeys): Promise<string | undefined> => {
-      const { counts: [current = 0] } = await verifyDevices.add([deviceKey(device)])
-      return current > options.verifyPerDevice ? 'more attempts a minute than RATE_LIMIT_VERIFY_PER_DEVICE' : undefined
-    }
+  const overVerify = ({ counts: [current = 0] }: { counts: number[] }): string | undefined =>
+    current > options.verifyPerDevice ? 'more attempts a minute than RATE_LIMIT_VERIFY_PER_DEVICE' : undefined
+  // Synchronous when counting locally: /verify is a broker's hot path.
+  function countVerify (counts: Counters, device: DeviceKeys): string | undefined | Promise<string | undefined> {
+    const added = counts.add([deviceKey(device)])
+    return added instanceof Promise ? added.then(overVerify) : overVerify(added)
+  }
+  const verifyPerDevice = verifyDevices === undefined ? undefined : (device: DeviceKeys) => countVerify(verifyDevices, device)
 
   function batch (request: FastifyRequest): BatchLimits {
     const caller = { group: '', key: callerKey(request) }

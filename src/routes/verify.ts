@@ -90,17 +90,17 @@ const verifyRoute: FastifyPluginAsyncZod<VerifyRouteOptions> = async (app, { max
    * A body or field too large is a deny when its username is ours: a broker passes a 400 or 413 on
    * to its next authenticator, which must not get to decide a CONNECT for one of our devices.
    */
-  async function answerOversized (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  // A callback hook, not an async one: nothing to wait for, and no promise per request on this hot path.
+  function answerOversized (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void {
     const tooLarge = oversized.has(request)
-    if (!tooLarge && !hasLongField(request.body)) return
+    if (!tooLarge && !hasLongField(request.body)) return done()
     const username = ourUsername(request.body)
     if (username === undefined) {
-      if (tooLarge) throw new AppError('PAYLOAD_TOO_LARGE', `request body is larger than ${VERIFY_BODY_LIMIT} bytes`)
-      return
+      return tooLarge ? done(new AppError('PAYLOAD_TOO_LARGE', `request body is larger than ${VERIFY_BODY_LIMIT} bytes`)) : done()
     }
     request.outcome = 'deny'
     request.reason = `body or field too large (username ${username})`
-    await reply.send({ result: 'deny' })
+    reply.send({ result: 'deny' })
   }
   const unknown = unknownCacheMs === 0 ? undefined : new LRUCache<string, true>({ max: UNKNOWN_CACHE_MAX, ttl: unknownCacheMs, perf: { now: clock } })
 
@@ -116,7 +116,8 @@ const verifyRoute: FastifyPluginAsyncZod<VerifyRouteOptions> = async (app, { max
     const device = await app.store.findDevice(productKey, deviceKey)
     if (device === undefined) unknown?.set(id, true)
     // Counted only for devices the store holds: attempts for made-up devices cannot deny real ones.
-    const limited = device === undefined ? undefined : await app.limits.verifyPerDevice?.(start)
+    const counted = device === undefined ? undefined : app.limits.verifyPerDevice?.(start)
+    const limited = counted instanceof Promise ? await counted : counted
     if (limited !== undefined) return { result: 'deny', reason: limited }
     return decideVerify(presented, device, { now: clock(), maxAgeMs })
   }

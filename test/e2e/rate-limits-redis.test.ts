@@ -85,3 +85,17 @@ t.test('with Redis: made-up deviceKeys make no keys there; a batch on one replic
   const stream = await b.inject({ method: 'POST', url: '/sign/batch', headers: { 'content-type': 'application/x-ndjson' }, payload: `${JSON.stringify({ productKey: 'Ab12Cd34', deviceKey: 'boiler-0001' })}\n`.repeat(20) })
   t.match(stream.body.trim().split('\n').at(-1), '{"summary":{"total":20,"signed":10,"failed":10}}', 'the open callers\' items budget (100) is shared too: 50 + 40 before, 10 left')
 })
+
+t.test('with Redis: POST /verify counts per device there, apart from the signing count of the same device', async (t) => {
+  const redis = await startRedis(t)
+  const app = await buildTestApp(t, { RATE_LIMIT_REDIS_URL: redis.url, RATE_LIMIT_VERIFY_PER_DEVICE: '2', RATE_LIMIT_PER_DEVICE: '1' })
+  while ((await app.inject({ method: 'GET', url: '/readyz' })).json().access.rateLimits.shared !== true) await new Promise((resolve) => setTimeout(resolve, 20))
+  const signed = (await app.inject({ method: 'POST', url: '/sign', payload: { ...device, clientId: 'c1', timestamp: '1' } })).json()
+  const body = { clientid: signed.mqttClientId, username: signed.mqttUsername, password: signed.mqttPassword }
+  const results = []
+  for (let i = 0; i < 3; i++) results.push((await app.inject({ method: 'POST', url: '/verify', payload: body })).json().result)
+  t.same(results, ['allow', 'allow', 'deny'], 'the signing count (1, spent) is not the verify count (2)')
+  const admin = new Redis(redis.url)
+  t.teardown(() => admin.disconnect())
+  t.match((await admin.keys('*verify-device*')), [/:123\/test$/])
+})
