@@ -116,9 +116,15 @@ export const envSchema = z.object({
   AUTH_TOKENS_FILE: optionalText
     .describe('JSON file of API tokens, stored as SHA-256 hashes: { "tokens": [ { name, sha256, scopes, products, expires? } ] }. Reloaded on change and SIGHUP. Make entries with `enos-mqtt-signer token create`.'),
   RATE_LIMIT_PER_CALLER: whole('must be a whole number from 0 to 1000000', 0, 1_000_000, 6000)
-    .describe('Requests a minute per caller (token name, device certificate, or client address when open) on the signing routes; a batch counts as one. 0: no limit.'),
+    .describe('Requests a minute per caller (token name, device certificate, or client address when open, IPv6 by /64) to POST /sign and POST /sign/batch; a batch or stream is one request here, its devices count against RATE_LIMIT_BATCH_ITEMS_PER_CALLER. 0: no limit.'),
   RATE_LIMIT_PER_DEVICE: whole('must be a whole number from 0 to 1000000', 0, 1_000_000, 30)
-    .describe('POST /sign requests a minute per device, so a reboot loop cannot starve the rest. 0: no limit.'),
+    .describe('Signatures a minute per device, shared by POST /sign and every batch item and stream line, so a reboot loop cannot starve the rest. Counted only for devices in the store. 0: no limit.'),
+  RATE_LIMIT_BATCH_ITEMS_PER_CALLER: whole('must be a whole number from 0 to 100000000', 0, 100_000_000, 2_000_000)
+    .describe('Batch items and stream lines a minute per caller on POST /sign/batch (each over it fails alone with RATE_LIMITED). The default lets one tool sign a million devices in one stream at full speed. 0: no limit.'),
+  RATE_LIMIT_VERIFY_PER_DEVICE: whole('must be a whole number from 0 to 1000000', 0, 1_000_000, 60)
+    .describe('POST /verify attempts a minute per username (device), counted only for devices in the store; past it the answer is deny. 0: no limit.'),
+  RATE_LIMIT_VERIFY_PER_CALLER: whole('must be a whole number from 0 to 1000000', 0, 1_000_000, 0)
+    .describe('POST /verify requests a minute per caller (the broker). Off by default: a whole fleet connects through one broker token, so strangers could spend it. 0: no limit.'),
   RATE_LIMIT_REDIS_URL: z.string().trim().regex(/^rediss?:\/\/[^\s]+$/, 'must be a redis:// or rediss:// URL').optional()
     .describe('Redis that the replicas share the rate-limit counters through. Unset, or while it is unreachable: each process counts alone.'),
   TLS_CERT_FILE: optionalText.describe('Serve HTTPS with this PEM certificate (chain); reloaded when it changes. Needs TLS_KEY_FILE.'),
@@ -178,7 +184,7 @@ export interface Config {
    * are unset and the example path is served, which the store must then prove by its content.
    */
   auth: { mode: AuthMode, exampleOpen: boolean, tokensFile: string | undefined, mtlsIdentity: MtlsIdentity }
-  rateLimit: { perCaller: number, perDevice: number, redisUrl: string | undefined }
+  rateLimit: { perCaller: number, perDevice: number, batchItemsPerCaller: number, verifyPerDevice: number, verifyPerCaller: number, redisUrl: string | undefined }
   tls: { certFile: string, keyFile: string, clientCaFile: string | undefined, crlFile: string | undefined } | undefined
   maxConnections: number | undefined
   /** POST /verify: MAX_CREDENTIAL_AGE_MS (0: off), VERIFY_NOT_OURS, VERIFY_UNKNOWN_CACHE_MS (0: off). */
@@ -317,7 +323,14 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
       : Object.freeze({ host: e.MQTT_HOST, port: e.MQTT_PORT, tls: e.MQTT_TLS, websocketUrl: e.MQTT_WEBSOCKET_URL }),
     logLevel: e.LOG_LEVEL,
     auth: Object.freeze({ mode: authMode, exampleOpen: e.AUTH_MODE === undefined && authMode === 'none', tokensFile: e.AUTH_TOKENS_FILE, mtlsIdentity: e.MTLS_IDENTITY }),
-    rateLimit: Object.freeze({ perCaller: e.RATE_LIMIT_PER_CALLER, perDevice: e.RATE_LIMIT_PER_DEVICE, redisUrl: e.RATE_LIMIT_REDIS_URL }),
+    rateLimit: Object.freeze({
+      perCaller: e.RATE_LIMIT_PER_CALLER,
+      perDevice: e.RATE_LIMIT_PER_DEVICE,
+      batchItemsPerCaller: e.RATE_LIMIT_BATCH_ITEMS_PER_CALLER,
+      verifyPerDevice: e.RATE_LIMIT_VERIFY_PER_DEVICE,
+      verifyPerCaller: e.RATE_LIMIT_VERIFY_PER_CALLER,
+      redisUrl: e.RATE_LIMIT_REDIS_URL
+    }),
     tls: e.TLS_CERT_FILE === undefined || e.TLS_KEY_FILE === undefined
       ? undefined
       : Object.freeze({ certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.TLS_CLIENT_CA_FILE, crlFile: e.TLS_CRL_FILE }),

@@ -32,10 +32,13 @@ export function signFound (device: Device | undefined, request: SignRequest, def
 
 /**
  * Looks the device up and signs its request ({@link signFound}).
- * @throws AppError as signFound does, or the store's STORE_UNAVAILABLE.
+ * @param found called when the store holds the device, before it is signed (the per-device limit).
+ * @throws AppError as signFound does, the store's STORE_UNAVAILABLE, or what `found` throws.
  */
-export async function signDevice (store: DeviceStore, request: SignRequest, defaults: SignDefaults): Promise<SignedCredentials> {
+export async function signDevice (store: DeviceStore, request: SignRequest, defaults: SignDefaults, found?: () => Promise<void>): Promise<SignedCredentials> {
   // A method that does not exist is refused before the store is asked anything.
   if (request.signMethod !== undefined) resolveSignMethod(request.signMethod)
-  return signFound(await store.findDevice(request.productKey, request.deviceKey), request, defaults)
+  const device = await store.findDevice(request.productKey, request.deviceKey)
+  if (device !== undefined && found !== undefined) await found()
+  return signFound(device, request, defaults)
 }

@@ -1,17 +1,22 @@
-// Rate limits per caller and per device, with @fastify/rate-limit; counters shared through Redis when RATE_LIMIT_REDIS_URL is set.
-import rateLimit from '@fastify/rate-limit'
+// Rate limits per caller, per device and per batch item, in one-minute windows; counters shared through Redis when RATE_LIMIT_REDIS_URL is set.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { Redis } from 'ioredis'
-import { fallbackStore } from '../auth/rate-limit-store.js'
+import { Counters, type CounterKey } from '../auth/rate-limit-store.js'
 import { AppError } from '../errors.js'
 import { callerOf } from './auth.js'
 
 export interface RateLimitOptions {
-  /** Requests per minute per caller on the signing routes (a batch is one); 0: no limit. */
+  /** Requests per minute per caller on POST /sign and POST /sign/batch (a batch is one); 0: no limit. */
   perCaller: number
-  /** POST /sign requests per minute per device; 0: no limit. */
+  /** Signatures per minute per device, POST /sign and batch items together; 0: no limit. */
   perDevice: number
+  /** Batch items (and stream lines) per minute per caller; 0: no limit. */
+  batchItemsPerCaller: number
+  /** POST /verify attempts per minute per device; 0: no limit. */
+  verifyPerDevice: number
+  /** POST /verify requests per minute per caller; 0: no limit. */
+  verifyPerCaller: number
   /** Redis shared by the replicas; undefined: each process counts alone. */
   redisUrl: string | undefined
 }
@@ -20,9 +25,34 @@ export interface RateLimitOptions {
 export interface RateLimitHealth {
   perCaller: number
   perDevice: number
+  batchItemsPerCaller: number
+  verifyPerDevice: number
+  verifyPerCaller: number
   /** Whether the counters are shared with the other replicas now (Redis configured and reachable). */
   shared: boolean
   redis?: 'up' | 'down'
+}
+
+/** A device, as the limits name it. */
+export interface DeviceKeys {
+  productKey: string
+  deviceKey: string
+}
+
+/** The limits of one batch request, item by item: which items of a group are over a limit. */
+export interface BatchLimits {
+  /**
+   * Counts `count` items against the caller's RATE_LIMIT_BATCH_ITEMS_PER_CALLER and answers how
+   * many of them, the first ones, are within it; undefined: all of them (no limit).
+   */
+  items (count: number): number | undefined | Promise<number | undefined>
+  /** The RATE_LIMITED error of an item over the items limit. */
+  itemsRefusal (): AppError
+  /**
+   * Counts one signature for each device (found in the store) against RATE_LIMIT_PER_DEVICE and
+   * answers, for each, its refusal when it is over; undefined: none is over (or no limit).
+   */
+  devices (devices: readonly DeviceKeys[]): Array<AppError | undefined> | undefined | Promise<Array<AppError | undefined> | undefined>
 }
 
 declare module 'fastify' {
@@ -30,8 +60,14 @@ declare module 'fastify' {
     limits: {
       /** onRequest hook of the signing routes, after authentication; undefined when the limit is off (nothing to run per request). */
       perCaller: Limit | undefined
-      /** Called by POST /sign once the body names the device and the caller may sign for it; undefined when the limit is off. */
-      perDevice: Limit | undefined
+      /** onRequest hook of POST /verify (RATE_LIMIT_VERIFY_PER_CALLER, off by default). */
+      verifyPerCaller: Limit | undefined
+      /** Called by POST /sign once the store has found the device; undefined when the limit is off. */
+      perDevice: ((request: FastifyRequest, reply: FastifyReply, device: DeviceKeys) => Promise<void>) | undefined
+      /** Called by POST /verify once the store has found the device: its refusal when it is over; undefined when the limit is off. */
+      verifyPerDevice: ((device: DeviceKeys) => string | undefined | Promise<string | undefined>) | undefined
+      /** The per-item limits of one POST /sign/batch request. */
+      batch: (request: FastifyRequest) => BatchLimits
       health: () => RateLimitHealth
     }
   }
@@ -43,6 +79,32 @@ export type Limit = (request: FastifyRequest, reply: FastifyReply) => Promise<vo
 const MINUTE_MS = 60_000
 /** At most one warning about Redis per this long: an outage must be loud, not flood the log. */
 const WARN_EVERY_MS = 10_000
+
+/**
+ * Who a request comes from, for the per-caller limits: the token's name or the certificate's
+ * device; when open, the client address, IPv6 by its /64 (one host's, or one site's, addresses:
+ * a single machine may use any address of its /64) and an IPv4-mapped IPv6 address as the IPv4 one.
+ */
+export function callerKey (request: FastifyRequest): string {
+  const caller = callerOf(request)
+  return caller.kind === 'open' ? `ip:${addressKey(request.ip)}` : `caller:${caller.name}`
+}
+
+/** An IPv4 address as it is; an IPv6 address as its /64 prefix, in one spelling. */
+export function addressKey (ip: string): string {
+  if (!ip.includes(':')) return ip
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(ip)
+  if (mapped !== null) return mapped[1] as string
+  const address = ip.split('%')[0] as string
+  const [head = '', tail] = address.split('::')
+  const groups = (part: string): string[] => part === '' ? [] : part.split(':').flatMap((group) => group.includes('.') ? ['0', '0'] : [group])
+  const front = groups(head)
+  const back = tail === undefined ? [] : groups(tail)
+  const all = [...front, ...Array<string>(Math.max(0, 8 - front.length - back.length)).fill('0'), ...back]
+  return all.slice(0, 4).map((group) => Number.parseInt(group, 16).toString(16)).join(':') + '::/64'
+}
+
+const secondsUntil = (endsAt: number, now: number): number => Math.max(1, Math.ceil((endsAt - now) / 1000))
 
 async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Promise<void> {
   const log = app.log.child({ component: 'rate-limits' })
@@ -71,37 +133,99 @@ async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Pro
     redis.on('error', (err: Error) => warn(err.message))
     app.addHook('onClose', async () => { redis.disconnect() })
   }
+  // One set of counters per limit: keys of one limit never crowd out those of another.
+  const shared = { redis, isUp: () => redis?.status === 'ready', failed: (err: Error) => warn(err.message) }
+  const counters = (name: string): Counters => new Counters(name, MINUTE_MS, shared)
 
-  await app.register(rateLimit, {
-    global: false,
-    store: fallbackStore({ redis, isUp: () => redis?.status === 'ready', failed: (err) => warn(String(err?.message)) })
-  })
-
-  function limiter (max: number, key: (request: FastifyRequest) => string, what: (request: FastifyRequest) => string, variable: string): Limit | undefined {
+  function requestLimit (name: string, max: number, what: string, variable: string): Limit | undefined {
     if (max === 0) return undefined
-    const check = app.createRateLimit({ max, timeWindow: MINUTE_MS, keyGenerator: key })
+    const counts = counters(name)
     return async (request, reply) => {
-      const result = await check(request)
-      // isAllowed means exempt (an allow list); a counted request is refused only once isExceeded.
-      if (result.isAllowed || !result.isExceeded) return
-      reply.headers({ 'x-ratelimit-limit': String(max), 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(result.ttlInSeconds) })
-      throw new AppError('RATE_LIMITED', `more than ${max} requests a minute ${what(request)} (${variable}); retry after ${result.ttlInSeconds} s`, { retryAfter: result.ttlInSeconds })
+      const key = callerKey(request)
+      const { counts: [current = 0], window } = await counts.add([{ group: '', key }])
+      if (current <= max) return
+      refuse(reply, max, window.endsAt, `more than ${max} requests a minute ${what} (${variable})`)
     }
   }
 
-  const deviceOf = (request: FastifyRequest): { productKey: string, deviceKey: string } => request.body as { productKey: string, deviceKey: string }
+  function refuse (reply: FastifyReply, max: number, endsAt: number, message: string): never {
+    const retryAfter = secondsUntil(endsAt, Date.now())
+    reply.headers({ 'x-ratelimit-limit': String(max), 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(retryAfter) })
+    throw new AppError('RATE_LIMITED', `${message}; retry after ${retryAfter} s`, { retryAfter })
+  }
+
+  const deviceKey = ({ productKey, deviceKey }: DeviceKeys): CounterKey => ({ group: productKey, key: deviceKey })
+  const deviceMessage = (max: number, { productKey, deviceKey }: DeviceKeys): string =>
+    `more than ${max} signatures a minute for device "${deviceKey}" of product "${productKey}" (RATE_LIMIT_PER_DEVICE)`
+  const devices = options.perDevice === 0 ? undefined : counters('device')
+  const items = options.batchItemsPerCaller === 0 ? undefined : counters('items')
+  const verifyDevices = options.verifyPerDevice === 0 ? undefined : counters('verify-device')
+
+  const perDevice = devices === undefined
+    ? undefined
+    : async (_request: FastifyRequest, reply: FastifyReply, device: DeviceKeys): Promise<void> => {
+      const { counts: [current = 0], window } = await devices.add([deviceKey(device)])
+      if (current > options.perDevice) refuse(reply, options.perDevice, window.endsAt, deviceMessage(options.perDevice, device))
+    }
+
+  const overVerify = ({ counts: [current = 0] }: { counts: number[] }): string | undefined =>
+    current > options.verifyPerDevice ? 'more attempts a minute than RATE_LIMIT_VERIFY_PER_DEVICE' : undefined
+  // Synchronous when counting locally: /verify is a broker's hot path.
+  function countVerify (counts: Counters, device: DeviceKeys): string | undefined | Promise<string | undefined> {
+    const added = counts.add([deviceKey(device)])
+    return added instanceof Promise ? added.then(overVerify) : overVerify(added)
+  }
+  const verifyPerDevice = verifyDevices === undefined ? undefined : (device: DeviceKeys) => countVerify(verifyDevices, device)
+
+  function batch (request: FastifyRequest): BatchLimits {
+    const caller = { group: '', key: callerKey(request) }
+    let itemsEndAt = 0
+    const itemsMax = options.batchItemsPerCaller
+    const deviceMax = options.perDevice
+    const withinItems = ({ counts: [current = 0], window }: { counts: number[], window: { endsAt: number } }, count: number): number => {
+      itemsEndAt = window.endsAt
+      return Math.max(0, Math.min(count, itemsMax - (current - count)))
+    }
+    const overDevices = (list: readonly DeviceKeys[], { counts, window }: { counts: number[], window: { endsAt: number } }): Array<AppError | undefined> | undefined => {
+      let refusals: Array<AppError | undefined> | undefined
+      for (let i = 0; i < counts.length; i++) {
+        if ((counts[i] as number) <= deviceMax) continue
+        refusals ??= new Array<AppError | undefined>(counts.length)
+        const retryAfter = secondsUntil(window.endsAt, Date.now())
+        refusals[i] = new AppError('RATE_LIMITED', `${deviceMessage(deviceMax, list[i] as DeviceKeys)}; retry after ${retryAfter} s`, { retryAfter })
+      }
+      return refusals
+    }
+    return {
+      items (count) {
+        if (items === undefined || count === 0) return undefined
+        const added = items.add([caller], [count])
+        return added instanceof Promise ? added.then((result) => withinItems(result, count)) : withinItems(added, count)
+      },
+      itemsRefusal () {
+        const retryAfter = secondsUntil(itemsEndAt, Date.now())
+        return new AppError('RATE_LIMITED', `more than ${itemsMax} batch items a minute from this caller (RATE_LIMIT_BATCH_ITEMS_PER_CALLER); retry after ${retryAfter} s`, { retryAfter })
+      },
+      devices (list) {
+        if (devices === undefined || list.length === 0) return undefined
+        const added = devices.add(list.map(deviceKey))
+        return added instanceof Promise ? added.then((result) => overDevices(list, result)) : overDevices(list, added)
+      }
+    }
+  }
+
   app.decorate('limits', {
-    perCaller: limiter(options.perCaller, (request) => {
-      const caller = callerOf(request)
-      return caller.kind === 'open' ? `ip:${request.ip}` : `caller:${caller.name}`
-    }, () => 'from this caller', 'RATE_LIMIT_PER_CALLER'),
-    perDevice: limiter(options.perDevice, (request) => {
-      const { productKey, deviceKey } = deviceOf(request)
-      return `device:${productKey}/${deviceKey}`
-    }, (request) => `for device "${deviceOf(request).deviceKey}" of product "${deviceOf(request).productKey}"`, 'RATE_LIMIT_PER_DEVICE'),
+    perCaller: requestLimit('caller', options.perCaller, 'from this caller', 'RATE_LIMIT_PER_CALLER'),
+    verifyPerCaller: requestLimit('verify-caller', options.verifyPerCaller, 'from this caller', 'RATE_LIMIT_VERIFY_PER_CALLER'),
+    perDevice,
+    verifyPerDevice,
+    batch,
     health: (): RateLimitHealth => ({
       perCaller: options.perCaller,
       perDevice: options.perDevice,
+      batchItemsPerCaller: options.batchItemsPerCaller,
+      verifyPerDevice: options.verifyPerDevice,
+      verifyPerCaller: options.verifyPerCaller,
       shared: redis?.status === 'ready',
       ...(redis !== undefined && { redis: redis.status === 'ready' ? 'up' as const : 'down' as const })
     })

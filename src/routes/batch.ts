@@ -14,6 +14,7 @@ import type { Broker } from '../schemas/credentials.js'
 import { deviceRefusal, requireScope, type Caller } from '../auth/caller.js'
 import type { BatchAudit } from '../plugins/request-log.js'
 import { callerOf } from '../plugins/auth.js'
+import type { BatchLimits } from '../plugins/rate-limits.js'
 import { newBatchAudit, noteFailure, noteSigned, type ItemPosition } from '../plugins/request-log.js'
 import { ACCESS_ERRORS, COMMON_ERRORS, SECURITY, errorResponses } from '../schemas/error.js'
 import { REQUEST_ID_HEADER } from '../schemas/response.js'
@@ -64,6 +65,8 @@ interface Signing {
   audit: BatchAudit
   log: FastifyBaseLogger
   caller: Caller
+  /** The caller's items budget and the devices' own limits, counted item by item. */
+  limits: BatchLimits
 }
 
 /** One item of a group to sign: where its result goes, and the item as sent. Or its result already, when the line could not be read. */
@@ -96,6 +99,12 @@ async function resultsOf (signing: Signing, entries: readonly Entry[]): Promise<
     if (refusal !== undefined) return failWith(at, refusal, checked.data)
     valid.push({ at, position: entry.position, item: checked.data })
   })
+  // The caller's items budget, for the whole group at once; the items past it are not looked up.
+  const within = await signing.limits.items(valid.length)
+  if (within !== undefined && within < valid.length) {
+    const refusal = signing.limits.itemsRefusal()
+    for (const { at, item } of valid.splice(within)) failWith(at, refusal, item)
+  }
   let devices: DeviceLookup[]
   try {
     devices = await signing.store.findDevices(valid.map(({ item }) => item))
@@ -108,10 +117,16 @@ async function resultsOf (signing: Signing, entries: readonly Entry[]): Promise<
   }
   const failure = devices.find(isAppError)
   if (failure !== undefined) log.error({ err: failure }, 'batch lookup failed for the devices without a usable cache entry')
+  // The per-device limit that POST /sign counts too, only for devices the store holds.
+  const found = valid.filter((_, i) => devices[i] !== undefined && !isAppError(devices[i])).map(({ item }) => item)
+  const overLimit = await signing.limits.devices(found)
+  let foundAt = 0
   valid.forEach(({ at, position, item }, i) => {
     const device = devices[i]
     // A device the store could not look up fails alone; the others are answered (a cache in an outage).
     if (isAppError(device)) return failWith(at, device, item)
+    const refusal = device === undefined ? undefined : overLimit?.[foundAt++]
+    if (refusal !== undefined) return failWith(at, refusal, item)
     try {
       results[at] = writeSigned(position, signFound(device, item, signing.defaults))
       summary.signed++
@@ -383,7 +398,8 @@ const batchRoute: FastifyPluginAsyncZod<BatchRouteOptions> = async (app, options
       summary,
       audit,
       log: request.log,
-      caller: callerOf(request)
+      caller: callerOf(request),
+      limits: app.limits.batch(request)
     }
     const body: unknown = request.body
     if (isStream(body)) {

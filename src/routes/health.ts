@@ -44,6 +44,9 @@ const accessSchema = z.object({
   rateLimits: z.object({
     perCaller: z.number().int(),
     perDevice: z.number().int(),
+    batchItemsPerCaller: z.number().int(),
+    verifyPerDevice: z.number().int(),
+    verifyPerCaller: z.number().int(),
     shared: z.boolean().describe('Counters shared with the other replicas through Redis now.'),
     redis: z.enum(['up', 'down']).optional()
   }),

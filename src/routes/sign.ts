@@ -53,9 +53,11 @@ const signRoute: FastifyPluginAsyncZod<SignRouteOptions> = async (app, { default
     // Who may sign for the device is decided from its keys, before its per-device limit and any lookup.
     const refusal = deviceRefusal(callerOf(request), productKey, deviceKey)
     if (refusal !== undefined) throw refusal
-    if (app.limits.perDevice !== undefined) await app.limits.perDevice(request, reply)
+    // Counted only once the store has found the device: made-up deviceKeys make no counters.
+    const { perDevice } = app.limits
+    const found = perDevice === undefined ? undefined : async (): Promise<void> => { await perDevice(request, reply, request.body) }
     await app.refuseSharedDeviceKey(callerOf(request), deviceKey)
-    const credentials = await signDevice(app.storeFor(request), request.body, { signMethod: defaultSignMethod, timestamp: String(clock()) })
+    const credentials = await signDevice(app.storeFor(request), request.body, { signMethod: defaultSignMethod, timestamp: String(clock()) }, found)
     request.outcome = 'signed'
     if (prefersText(request)) return reply.type(TEXT_PLAIN).send(credentialsText(credentials, broker))
     return broker === undefined ? credentials : { ...credentials, broker }

@@ -50,7 +50,7 @@ async function start (name: string, env: Record<string, string>): Promise<Target
   const args = ['--import', 'tsx', join(ROOT, 'test/bench/verify-server.ts')]
   const child = spawn('taskset', ['-c', '1', process.execPath, ...args], {
     cwd: ROOT,
-    env: { ...process.env, STORE_FILE: storeFile, AUTH_MODE: 'none', LOG_LEVEL: 'warn', RATE_LIMIT_PER_CALLER: '0', RATE_LIMIT_PER_DEVICE: '0', PORT: '0', ...env },
+    env: { ...process.env, STORE_FILE: storeFile, AUTH_MODE: 'none', LOG_LEVEL: 'warn', RATE_LIMIT_PER_CALLER: '0', RATE_LIMIT_PER_DEVICE: '0', RATE_LIMIT_VERIFY_PER_DEVICE: '1000000', PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'inherit', 'ipc']
   })
   children.add(child)

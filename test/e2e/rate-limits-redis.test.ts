@@ -1,6 +1,7 @@
 // Two service processes share one real Redis: one per-device limit between them; with Redis gone they go on, counting alone, loudly.
 import { Redis } from 'ioredis'
 import t from 'tap'
+import { buildTestApp } from '../helper.js'
 import { CHILD_BUDGET_MS, sign, start, waitFor } from './process-helper.js'
 import { startRedis } from './redis-helper.js'
 
@@ -60,4 +61,41 @@ t.test('a Redis that is not there at startup: the service starts, counts alone, 
   t.same([(await sign(server.port, device)).status, (await sign(server.port, device)).status, (await sign(server.port, device)).status], [200, 200, 429])
   server.child.kill('SIGTERM')
   t.same(await server.exit, [0, null])
+})
+
+t.test('with Redis: made-up deviceKeys make no keys there; a batch on one replica and /sign on another share one budget per device, and the items budget', async (t) => {
+  const redis = await startRedis(t)
+  const env = { RATE_LIMIT_REDIS_URL: redis.url, RATE_LIMIT_PER_DEVICE: '30', RATE_LIMIT_BATCH_ITEMS_PER_CALLER: '100', RATE_LIMIT_PER_CALLER: '0' }
+  const [a, b] = [await buildTestApp(t, env), await buildTestApp(t, env)]
+  for (const app of [a, b]) {
+    while ((await app.inject({ method: 'GET', url: '/readyz' })).json().access.rateLimits.shared !== true) await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  const admin = new Redis(redis.url)
+  t.teardown(() => admin.disconnect())
+
+  for (let i = 0; i < 200; i++) await a.inject({ method: 'POST', url: '/sign', payload: { productKey: '123', deviceKey: `made-up-${i}` } })
+  const madeUp = Array.from({ length: 50 }, (_, i) => ({ productKey: '123', deviceKey: `batch-made-up-${i}` }))
+  t.same((await a.inject({ method: 'POST', url: '/sign/batch', payload: { devices: madeUp } })).json().summary, { total: 50, signed: 0, failed: 50 })
+  const keys = await admin.keys('*')
+  t.same(keys.filter((key) => key.includes('made-up')), [], 'no counter for a device that is not in the store')
+
+  const batch = (await a.inject({ method: 'POST', url: '/sign/batch', payload: { devices: Array(40).fill(device) } })).json()
+  t.same(batch.summary, { total: 40, signed: 30, failed: 10 }, 'one chunk counted in Redis: 30 of 40 signed')
+  t.equal((await b.inject({ method: 'POST', url: '/sign', payload: device })).statusCode, 429, 'the other replica\'s /sign sees the batch\'s count')
+  const stream = await b.inject({ method: 'POST', url: '/sign/batch', headers: { 'content-type': 'application/x-ndjson' }, payload: `${JSON.stringify({ productKey: 'Ab12Cd34', deviceKey: 'boiler-0001' })}\n`.repeat(20) })
+  t.match(stream.body.trim().split('\n').at(-1), '{"summary":{"total":20,"signed":10,"failed":10}}', 'the open callers\' items budget (100) is shared too: 50 + 40 before, 10 left')
+})
+
+t.test('with Redis: POST /verify counts per device there, apart from the signing count of the same device', async (t) => {
+  const redis = await startRedis(t)
+  const app = await buildTestApp(t, { RATE_LIMIT_REDIS_URL: redis.url, RATE_LIMIT_VERIFY_PER_DEVICE: '2', RATE_LIMIT_PER_DEVICE: '1' })
+  while ((await app.inject({ method: 'GET', url: '/readyz' })).json().access.rateLimits.shared !== true) await new Promise((resolve) => setTimeout(resolve, 20))
+  const signed = (await app.inject({ method: 'POST', url: '/sign', payload: { ...device, clientId: 'c1', timestamp: '1' } })).json()
+  const body = { clientid: signed.mqttClientId, username: signed.mqttUsername, password: signed.mqttPassword }
+  const results = []
+  for (let i = 0; i < 3; i++) results.push((await app.inject({ method: 'POST', url: '/verify', payload: body })).json().result)
+  t.same(results, ['allow', 'allow', 'deny'], 'the signing count (1, spent) is not the verify count (2)')
+  const admin = new Redis(redis.url)
+  t.teardown(() => admin.disconnect())
+  t.match((await admin.keys('*verify-device*')), [/:123\/test$/])
 })

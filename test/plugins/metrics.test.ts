@@ -103,9 +103,9 @@ t.test('after real traffic each counter moved by exactly what was sent', async (
   t.equal(m.sum('enos_signer_rate_limited_total', { route: '/sign', limit: 'device' }), 1)
   t.equal(m.sum('enos_signer_auth_failures_total'), 0, 'open: nobody refused')
 
-  t.equal(m.sum('enos_signer_store_lookup_duration_seconds_count', { store: 'file', operation: 'find', result: 'ok' }), 6, 'the rate-limited request and the unsupported method never reach the store')
+  t.equal(m.sum('enos_signer_store_lookup_duration_seconds_count', { store: 'file', operation: 'find', result: 'ok' }), 7, 'the unsupported method never reaches the store; the rate-limited request does (a device is counted once found)')
   t.equal(m.sum('enos_signer_store_lookup_duration_seconds_count', { store: 'file', operation: 'find_many', result: 'ok' }), 1)
-  t.equal(m.sum('enos_signer_store_devices_looked_up_total', { store: 'file', result: 'found' }), 7, 'a disabled device is found')
+  t.equal(m.sum('enos_signer_store_devices_looked_up_total', { store: 'file', result: 'found' }), 8, 'a disabled device is found')
   t.equal(m.sum('enos_signer_store_devices_looked_up_total', { store: 'file', result: 'missing' }), 2)
   t.equal(m.sum('enos_signer_store_reloads_total', { store: 'file', outcome: 'reloaded' }), 1)
   t.equal(m.sum('enos_signer_store_reloads_total', { store: 'file', outcome: 'failed' }), 1)

@@ -28,7 +28,7 @@ t.test('GET /readyz – store down -> 503 with the reason and Retry-After', asyn
   t.same(res.json(), {
     status: 'unavailable',
     store: { ok: false, kind: 'fake', detail: HEALTH_CHECK_FAILED },
-    access: { mode: 'none', rateLimits: { perCaller: 0, perDevice: 0, shared: false } }
+    access: { mode: 'none', rateLimits: { perCaller: 0, perDevice: 0, batchItemsPerCaller: 2_000_000, verifyPerDevice: 60, verifyPerCaller: 0, shared: false } }
   })
 })
 

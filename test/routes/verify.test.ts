@@ -168,8 +168,15 @@ t.test('POST /verify – bad bodies -> 400, 413, 415 with stable codes', async (
   t.match(wrongType.json(), { statusCode: 400, code: 'VALIDATION_FAILED', details: [{ path: 'password', message: 'must be a string' }] })
   const long = await verify(app, { ...good, username: 'x'.repeat(513) })
   t.match(long.json(), { statusCode: 400, code: 'VALIDATION_FAILED', details: [{ path: 'username', message: 'must be at most 512 characters' }] })
-  const huge = await verify(app, { ...good, extra: 'x'.repeat(5000) })
-  t.match(huge.json(), { statusCode: 413, code: 'PAYLOAD_TOO_LARGE' })
+  const huge = await verify(app, { ...good, username: 'plain-user', extra: 'x'.repeat(5000) })
+  t.match(huge.json(), { statusCode: 413, code: 'PAYLOAD_TOO_LARGE', message: 'request body is larger than 4096 bytes' })
+  const hugeForm = await verify(app, new URLSearchParams({ ...good, username: 'plain-user', extra: 'x'.repeat(5000) }).toString(), { 'content-type': 'application/x-www-form-urlencoded' })
+  t.match(hugeForm.json(), { statusCode: 413, code: 'PAYLOAD_TOO_LARGE' })
+  const hugeString = await verify(app, JSON.stringify('x'.repeat(5000)), { 'content-type': 'application/json' })
+  t.match(hugeString.json(), { statusCode: 413, code: 'PAYLOAD_TOO_LARGE' }, 'a body past 4 KiB that is not an object')
+  t.match((await verify(app, '"short"', { 'content-type': 'application/json' })).json(), { statusCode: 400, code: 'VALIDATION_FAILED' })
+  const beyondReading = await verify(app, { ...good, extra: 'x'.repeat(1024 * 1024) })
+  t.match(beyondReading.json(), { statusCode: 413, code: 'PAYLOAD_TOO_LARGE' }, 'past 1 MiB, no CONNECT: 413 whatever the username')
   const text = await verify(app, 'clientid', { 'content-type': 'text/plain' })
   t.match(text.json(), { statusCode: 415, code: 'UNSUPPORTED_MEDIA_TYPE' })
 })
@@ -186,11 +193,56 @@ t.test('POST /verify – a store that cannot answer -> 503 STORE_UNAVAILABLE (no
   t.notMatch(bug.body, /postgres|hunter2/)
 })
 
-t.test('POST /verify – counted per caller: past RATE_LIMIT_PER_CALLER -> 429 RATE_LIMITED', async (t) => {
-  const app = await buildTestApp(t, { RATE_LIMIT_PER_CALLER: '2' })
-  t.equal((await verify(app, good)).statusCode, 200)
-  t.equal((await verify(app, good)).statusCode, 200)
-  const third = await verify(app, good)
+t.test('POST /verify – no per-caller limit by default (the broker is one caller for the whole fleet); RATE_LIMIT_VERIFY_PER_CALLER opts in', async (t) => {
+  const app = await buildTestApp(t, { RATE_LIMIT_PER_CALLER: '2', RATE_LIMIT_VERIFY_PER_DEVICE: '0' })
+  const junk = { ...good, username: 'made-up&123' }
+  for (let i = 0; i < 50; i++) {
+    const res = await verify(app, junk)
+    if (res.statusCode !== 200) t.fail(`junk ${i}: ${res.statusCode}`)
+  }
+  t.same((await verify(app, good)).json(), { result: 'allow' }, 'a real device after 50 junk CONNECTs, past RATE_LIMIT_PER_CALLER')
+  t.match((await app.inject({ method: 'GET', url: '/readyz' })).json().access, { rateLimits: { verifyPerCaller: 0, verifyPerDevice: 0 } })
+
+  const limited = await buildTestApp(t, { RATE_LIMIT_VERIFY_PER_CALLER: '2' })
+  t.equal((await verify(limited, good)).statusCode, 200)
+  t.equal((await verify(limited, good)).statusCode, 200)
+  const third = await verify(limited, good)
   t.equal(third.statusCode, 429)
-  t.match(third.json(), { code: 'RATE_LIMITED' })
+  t.match(third.json(), { code: 'RATE_LIMITED', message: /^more than 2 requests a minute from this caller \(RATE_LIMIT_VERIFY_PER_CALLER\); retry after \d+ s$/ })
+})
+
+t.test('POST /verify – past RATE_LIMIT_VERIFY_PER_DEVICE attempts a minute a device is denied; made-up devices count nothing, other devices go on', async (t) => {
+  const sink = createLogSink()
+  const app = await buildTestApp(t, { RATE_LIMIT_VERIFY_PER_DEVICE: '5', LOG_LEVEL: 'info' }, { logStream: sink.stream })
+  // Made-up usernames of the same product, many of them and each many times: no counter for any.
+  for (let i = 0; i < 300; i++) {
+    const res = await verify(app, { ...good, username: `made-up-${i % 3}&${EXAMPLE.productKey}` })
+    if (res.json().result !== 'deny') t.fail(`junk ${i}: ${res.body}`)
+  }
+  for (let i = 0; i < 5; i++) t.same((await verify(app, good)).json(), { result: 'allow' }, `attempt ${i + 1}`)
+  t.same((await verify(app, good)).json(), { result: 'deny' }, 'the 6th in the minute: deny (a 429 would be `ignore` for EMQX)')
+  t.match(sink.lines().filter((l) => l.msg === 'request completed').at(-1), { outcome: 'deny', reason: 'more attempts a minute than RATE_LIMIT_VERIFY_PER_DEVICE', deviceKey: EXAMPLE.deviceKey })
+  t.same((await verify(app, boiler('boiler-0001', EXAMPLE_SECRETS[1] as string))).json(), { result: 'allow' }, 'another device is not held back')
+})
+
+t.test('POST /verify – a field or body too large, username ours -> 200 deny (not a 400/413 the broker passes on); not ours -> 400/413', async (t) => {
+  const sink = createLogSink()
+  const app = await buildTestApp(t, { LOG_LEVEL: 'info' }, { logStream: sink.stream })
+  const form = { 'content-type': 'application/x-www-form-urlencoded' }
+  const cases: Array<[string, object | string, Record<string, string>?]> = [
+    ['a long password', { ...good, password: 'A'.repeat(600) }],
+    ['a long clientid', { ...good, clientid: 'c'.repeat(70_000) }],
+    ['a body past 4 KiB', { ...good, peerhost: 'x'.repeat(5000) }],
+    ['a form past 4 KiB', new URLSearchParams({ ...good, password: 'A'.repeat(5000) }).toString(), form]
+  ]
+  for (const [what, body, headers] of cases) {
+    const res = await verify(app, body, headers)
+    t.equal(res.statusCode, 200, what)
+    t.same(res.json(), { result: 'deny' }, what)
+  }
+  t.match(sink.lines().filter((l) => l.msg === 'request completed').at(-1), { outcome: 'deny', reason: `body or field too large (username ${good.username})` })
+  const notOurs = await verify(app, { ...good, username: 'plain-user', password: 'A'.repeat(600) })
+  t.match(notOurs.json(), { statusCode: 400, code: 'VALIDATION_FAILED', details: [{ path: 'password' }] })
+  const longUser = await verify(app, { ...good, username: `${'d'.repeat(600)}&123` })
+  t.equal(longUser.statusCode, 400, 'a username too long is not ours')
 })

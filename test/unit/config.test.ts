@@ -20,7 +20,7 @@ t.test('an empty environment gives the documented defaults on the bundled exampl
     mqtt: undefined,
     logLevel: 'info',
     auth: { mode: 'none', exampleOpen: true, tokensFile: undefined, mtlsIdentity: 'productKey/deviceKey' },
-    rateLimit: { perCaller: 6000, perDevice: 30, redisUrl: undefined },
+    rateLimit: { perCaller: 6000, perDevice: 30, batchItemsPerCaller: 2_000_000, verifyPerDevice: 60, verifyPerCaller: 0, redisUrl: undefined },
     tls: undefined,
     maxConnections: undefined,
     verify: { maxAgeMs: 0, notOurs: 'ignore', unknownCacheMs: 5000 },
@@ -77,7 +77,7 @@ t.test('every variable is read and converted', async (t) => {
     mqtt: { host: 'mqtt-cn4.envisioniot.com', port: 18883, tls: true, websocketUrl: 'wss://mqtt-cn4.envisioniot.com/mqtt' },
     logLevel: 'warn',
     auth: { mode: 'none', exampleOpen: false, tokensFile: undefined },
-    rateLimit: { perCaller: 100, perDevice: 0, redisUrl: 'redis://:pw@cache:6379/2' },
+    rateLimit: { perCaller: 100, perDevice: 0, batchItemsPerCaller: 2_000_000, verifyPerDevice: 60, verifyPerCaller: 0, redisUrl: 'redis://:pw@cache:6379/2' },
     maxConnections: 500,
     batchStream: { maxItems: 2_000_000, maxMs: 600_000 },
     bodyLimit: 4096,
@@ -201,7 +201,12 @@ t.test('TLS_CRL_FILE checks client certificates, so it needs TLS_CLIENT_CA_FILE'
 })
 
 t.test('rate limits: 0 turns one off; the Redis URL must be redis:// or rediss://', async (t) => {
-  t.same(loadConfig({ RATE_LIMIT_PER_CALLER: '0', RATE_LIMIT_PER_DEVICE: '0' }).rateLimit, { perCaller: 0, perDevice: 0, redisUrl: undefined })
+  t.same(loadConfig({ RATE_LIMIT_PER_CALLER: '0', RATE_LIMIT_PER_DEVICE: '0', RATE_LIMIT_BATCH_ITEMS_PER_CALLER: '0', RATE_LIMIT_VERIFY_PER_DEVICE: '0' }).rateLimit,
+    { perCaller: 0, perDevice: 0, batchItemsPerCaller: 0, verifyPerDevice: 0, verifyPerCaller: 0, redisUrl: undefined })
+  t.same(loadConfig({ RATE_LIMIT_BATCH_ITEMS_PER_CALLER: '50000', RATE_LIMIT_VERIFY_PER_DEVICE: '10', RATE_LIMIT_VERIFY_PER_CALLER: '100000' }).rateLimit,
+    { perCaller: 6000, perDevice: 30, batchItemsPerCaller: 50_000, verifyPerDevice: 10, verifyPerCaller: 100_000, redisUrl: undefined })
+  t.throws(() => loadConfig({ RATE_LIMIT_BATCH_ITEMS_PER_CALLER: '100000001', RATE_LIMIT_VERIFY_PER_DEVICE: 'x' }),
+    { message: /RATE_LIMIT_BATCH_ITEMS_PER_CALLER: must be a whole number from 0 to 100000000[\s\S]*RATE_LIMIT_VERIFY_PER_DEVICE: must be a whole number/ })
   t.throws(() => loadConfig({ RATE_LIMIT_REDIS_URL: 'http://cache:6379' }), { message: /RATE_LIMIT_REDIS_URL: must be a redis:\/\/ or rediss:\/\/ URL/ })
   t.throws(() => loadConfig({ RATE_LIMIT_PER_DEVICE: '-1' }), { message: /RATE_LIMIT_PER_DEVICE: must be a whole number from 0 to 1000000/ })
 })
