@@ -1,6 +1,7 @@
 // Decorates the app with its device store (the file store, or PostgreSQL behind a cache) and closes the store with the app.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import { LRUCache } from 'lru-cache'
 import type { Caller } from '../auth/caller.js'
 import type { Config } from '../config.js'
 import { AppError } from '../errors.js'
@@ -11,17 +12,18 @@ import { createPool, createPostgresStore, describePgError, type PostgresStore } 
 import { isExampleDevices } from '../store/example-devices.js'
 import { SharedDeviceKeyError, describeSharedDeviceKeys } from '../store/shared-device-keys.js'
 import { NOT_CACHED, type Device, type DeviceKeys, type DeviceLookup, type DeviceStore } from '../store/store.js'
-import { createUnknownBudget, type UnknownBudget } from '../unknown-budget.js'
-import { callerOf } from './auth.js'
+import { MAX_COUNTED_CALLERS, createUnknownBudget, type UnknownBudget } from '../unknown-budget.js'
+import { callerKey } from './rate-limits.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     store: DeviceStore
     /**
      * MTLS_IDENTITY=deviceKey: refuses a certificate that names only a deviceKey when the store
-     * holds that deviceKey in more than one product (FORBIDDEN). A no-op otherwise.
+     * holds that deviceKey in more than one product (FORBIDDEN). Undefined where nothing can be
+     * refused (any other mode, or a device file, checked as a whole when loaded): nothing to run per request.
      */
-    refuseSharedDeviceKey: (caller: Caller, deviceKey: string) => Promise<void>
+    refuseSharedDeviceKey: ((caller: Caller, deviceKey: string) => Promise<void>) | undefined
     /**
      * The store as this request's caller may use it: with STORE=postgres, a caller past
      * RATE_LIMIT_UNKNOWN_PER_CALLER unknown devices this minute gets RATE_LIMITED for any device the
@@ -50,18 +52,31 @@ async function storePlugin (app: FastifyInstance, { config, store }: StorePlugin
   // Lookups are timed through the app's metrics; the store itself knows nothing of them.
   const served = app.metrics.instrumentStore(deviceStore)
   app.decorate('store', served)
-  app.decorate('refuseSharedDeviceKey', async (caller: Caller, deviceKey: string) => {
-    // A device file was checked as a whole when loaded; a database can gain a device at any time, so it is asked each time.
-    if (productKeysOf === undefined || caller.devices?.some((device) => device.productKey === undefined) !== true) return
-    if ((await productKeysOf(deviceKey)).length > 1) {
-      throw new AppError('FORBIDDEN', `deviceKey "${deviceKey}" is in more than one product, so a client certificate that names only the deviceKey (MTLS_IDENTITY=deviceKey) signs for none of them`)
-    }
-  })
+  // A device file was checked as a whole when loaded; a database can gain a device at any time, so it is asked each time.
+  app.decorate('refuseSharedDeviceKey', productKeysOf === undefined
+    ? undefined
+    : async (caller: Caller, deviceKey: string) => {
+      if (caller.devices?.some((device) => device.productKey === undefined) !== true) return
+      if ((await productKeysOf(deviceKey)).length > 1) {
+        throw new AppError('FORBIDDEN', `deviceKey "${deviceKey}" is in more than one product, so a client certificate that names only the deviceKey (MTLS_IDENTITY=deviceKey) signs for none of them`)
+      }
+    })
   const limit = config.unknownLookupsPerCaller
   // Only a store with a cache in front of a database has lookups worth bounding (the file store answers all from memory).
   const peek = served.peekDevices
   const budget = limit === 0 || peek === undefined ? undefined : createUnknownBudget(limit, Date.now)
-  app.decorate('storeFor', (request: FastifyRequest) => budget === undefined || peek === undefined ? served : boundedStore(served, peek, budget, callerKey(request)))
+  if (budget === undefined || peek === undefined) {
+    app.decorate('storeFor', () => served)
+  } else {
+    // One bounded view per caller, made once: not an object and its closures on every request.
+    const views = new LRUCache<string, DeviceStore>({ max: MAX_COUNTED_CALLERS })
+    app.decorate('storeFor', (request: FastifyRequest) => {
+      const key = callerKey(request)
+      let view = views.get(key)
+      if (view === undefined) views.set(key, view = boundedStore(served, peek, budget, key))
+      return view
+    })
+  }
   app.addHook('onClose', async () => { await served.close() })
 }
 
@@ -88,12 +103,6 @@ function notTheExample (devices: ReadonlyMap<string, Device>): string | undefine
   if (isExampleDevices(devices)) return undefined
   return `is not the bundled example store (it holds ${devices.size} device${devices.size === 1 ? '' : 's'}), and with AUTH_MODE unset it would be served open: ` +
     'set AUTH_TOKENS_FILE (access by token), or AUTH_MODE=none to run open on purpose'
-}
-
-/** Who a request counts against: a token or certificate by its name, an open caller by its address. */
-function callerKey (request: FastifyRequest): string {
-  const caller = callerOf(request)
-  return caller.kind === 'open' ? `ip:${request.ip}` : `caller:${caller.name}`
 }
 
 /**

@@ -56,7 +56,7 @@ const signRoute: FastifyPluginAsyncZod<SignRouteOptions> = async (app, { default
     // Counted only once the store has found the device: made-up deviceKeys make no counters.
     const { perDevice } = app.limits
     const found = perDevice === undefined ? undefined : async (): Promise<void> => { await perDevice(request, reply, request.body) }
-    await app.refuseSharedDeviceKey(callerOf(request), deviceKey)
+    if (app.refuseSharedDeviceKey !== undefined) await app.refuseSharedDeviceKey(callerOf(request), deviceKey)
     const credentials = await signDevice(app.storeFor(request), request.body, { signMethod: defaultSignMethod, timestamp: String(clock()) }, found)
     request.outcome = 'signed'
     if (prefersText(request)) return reply.type(TEXT_PLAIN).send(credentialsText(credentials, broker))
