@@ -3,11 +3,13 @@
 // inputs measured in the same run, printed as a ratio; and the server's resident memory around the stream.
 // Run with `npm run bench:batch` (it builds first). Never a test: the figures depend on the machine.
 //
+// Then the shipped configuration: BENCH_DISTINCT distinct devices of a store that size through one stream with a
+// bearer token, every limit at its default and the info audit line, its rate, server CPU per device and memory.
 // Environment overrides: BENCH_DURATION (s per JSON run, 8), BENCH_ROUNDS (3), BENCH_CONNECTIONS (4),
-// BENCH_STREAM_LINES (1000000).
+// BENCH_STREAM_LINES (1000000), BENCH_DISTINCT (1000000; 0 skips that part).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createHash, hash, randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
@@ -25,6 +27,7 @@ const DURATION = envNumber('BENCH_DURATION', 8)
 const ROUNDS = Math.round(envNumber('BENCH_ROUNDS', 3))
 const CONNECTIONS = Math.round(envNumber('BENCH_CONNECTIONS', 4))
 const STREAM_LINES = Math.round(envNumber('BENCH_STREAM_LINES', 1_000_000))
+const DISTINCT = Math.round(envNumber('BENCH_DISTINCT', 1_000_000))
 const ITEMS = 1000
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const TIMESTAMP = '1795594636999'
@@ -67,18 +70,22 @@ process.on('exit', () => {
   if (tempDir !== undefined) rmSync(tempDir, { recursive: true, force: true })
 })
 
-async function startServer (storeFile: string): Promise<{ child: ChildProcess, url: string }> {
+async function startServer (storeFile: string, shipped?: Record<string, string>): Promise<{ child: ChildProcess, url: string }> {
   const port = await freePort()
   const node = [process.execPath, join(ROOT, 'dist', 'server.js')]
   const [command, ...args] = hasTaskset ? ['taskset', '-c', '1', ...node] : node
   const child = spawn(command as string, args, {
     // The same 1000 devices are signed over and over: their limits counted, as they are by default, but set too high to be reached.
-    env: { RATE_LIMIT_PER_DEVICE: '1000000', RATE_LIMIT_BATCH_ITEMS_PER_CALLER: '100000000', ...process.env, PORT: String(port), HOST: '127.0.0.1', STORE_FILE: storeFile, STORE_WATCH: 'false', LOG_LEVEL: 'warn', AUTH_MODE: 'none' },
-    stdio: ['ignore', 'ignore', 'pipe']
+    // `shipped`: the defaults as they are (no AUTH_MODE, no limit, the info level), plus what it names.
+    env: shipped !== undefined
+      ? { ...process.env, PORT: String(port), HOST: '127.0.0.1', STORE_FILE: storeFile, STORE_WATCH: 'false', ...shipped }
+      : { RATE_LIMIT_PER_DEVICE: '1000000', RATE_LIMIT_BATCH_ITEMS_PER_CALLER: '100000000', ...process.env, PORT: String(port), HOST: '127.0.0.1', STORE_FILE: storeFile, STORE_WATCH: 'false', LOG_LEVEL: 'warn', AUTH_MODE: 'none' },
+    // The audit lines of the shipped run go to a file, as a deployment's log collector takes them.
+    stdio: ['ignore', shipped === undefined ? 'ignore' : openSync(join(tempDir as string, 'audit.log'), 'w'), 'pipe']
   })
   children.add(child)
   child.once('exit', () => children.delete(child))
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 1200; i++) {
     const res = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined)
     if (res?.ok === true) return { child, url: `http://127.0.0.1:${port}` }
     await new Promise((resolve) => setTimeout(resolve, 50))
@@ -91,7 +98,13 @@ function rssMb (pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]) / 1024
 }
 
-// ---- the two workloads ----
+/** The process's user + system CPU time so far, in ms (/proc/PID/stat, clock ticks of 10 ms). */
+function cpuMs (pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+  return (Number(fields[11]) + Number(fields[12])) * 10
+}
+
+// ---- the workloads ----
 
 async function jsonBatchRate (url: string): Promise<{ signaturesPerSecond: number, p50: number, p99: number }> {
   const result = await autocannon({
@@ -109,15 +122,16 @@ async function jsonBatchRate (url: string): Promise<{ signaturesPerSecond: numbe
 interface StreamRun { signaturesPerSecond: number, rssBefore: number, rssPeak: number, rssAfter: number, lines: number, malformedAnswered: boolean }
 
 /** Streams STREAM_LINES devices (one malformed line in the middle) and reads every result line. */
-async function streamRun (url: string, pid: number): Promise<StreamRun> {
+async function streamRun (url: string, pid: number, total = STREAM_LINES, itemOf = (n: number): object => items[(n - 1) % ITEMS] as object, headers: Record<string, string> = {}): Promise<StreamRun & { cpuMsPerDevice: number }> {
   const rssBefore = rssMb(pid)
   let rssPeak = rssBefore
   const sampler = setInterval(() => { rssPeak = Math.max(rssPeak, rssMb(pid)) }, 100)
-  const malformedAt = Math.floor(STREAM_LINES / 2)
-  const lineOf = (n: number): string => n === malformedAt ? '{"productKey": oops\n' : JSON.stringify(items[(n - 1) % ITEMS]) + '\n'
+  const malformedAt = Math.floor(total / 2)
+  const lineOf = (n: number): string => n === malformedAt ? '{"productKey": oops\n' : JSON.stringify(itemOf(n)) + '\n'
+  const cpuBefore = cpuMs(pid)
   const started = performance.now()
   const { lines, malformedAnswered } = await new Promise<{ lines: number, malformedAnswered: boolean }>((resolve, reject) => {
-    const req = request(`${url}/sign/batch`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' } }, (res) => {
+    const req = request(`${url}/sign/batch`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson', ...headers } }, (res) => {
       let lines = 0
       let tail = ''
       let malformed = false
@@ -135,9 +149,9 @@ async function streamRun (url: string, pid: number): Promise<StreamRun> {
     req.on('error', reject)
     let n = 1
     const write = (): void => {
-      while (n <= STREAM_LINES) {
+      while (n <= total) {
         let chunk = ''
-        for (let i = 0; i < 500 && n <= STREAM_LINES; i++) chunk += lineOf(n++)
+        for (let i = 0; i < 500 && n <= total; i++) chunk += lineOf(n++)
         if (!req.write(chunk)) {
           req.once('drain', write)
           return
@@ -148,9 +162,10 @@ async function streamRun (url: string, pid: number): Promise<StreamRun> {
     write()
   })
   const seconds = (performance.now() - started) / 1000
+  const cpuMsPerDevice = (cpuMs(pid) - cpuBefore) / total
   clearInterval(sampler)
   await new Promise((resolve) => setTimeout(resolve, 500))
-  return { signaturesPerSecond: (STREAM_LINES - 1) / seconds, rssBefore, rssPeak, rssAfter: rssMb(pid), lines, malformedAnswered }
+  return { signaturesPerSecond: (total - 1) / seconds, rssBefore, rssPeak, rssAfter: rssMb(pid), lines, malformedAnswered, cpuMsPerDevice }
 }
 
 // ---- main ----
@@ -199,6 +214,35 @@ async function main (): Promise<void> {
   console.log(`  ${fmt(stream.lines)} result lines for ${fmt(STREAM_LINES)} input lines (+1 summary); malformed line answered: ${String(stream.malformedAnswered)}`)
   console.log(`  server RSS: before ${fmt(stream.rssBefore, 1)} MB, peak ${fmt(stream.rssPeak, 1)} MB (+${fmt(stream.rssPeak - stream.rssBefore, 1)}), after ${fmt(stream.rssAfter, 1)} MB; bound +100 MB`)
   if (stream.lines !== STREAM_LINES + 1 || !stream.malformedAnswered || stream.rssPeak - stream.rssBefore >= 100) process.exitCode = 1
+  if (DISTINCT > 0) await shippedStream(stream)
+}
+
+/** DISTINCT devices, each once, through one stream of the service as shipped: a token, every limit at its default, info audit lines. */
+async function shippedStream (open: StreamRun & { cpuMsPerDevice: number }): Promise<void> {
+  const dir = tempDir as string
+  const keyOf = (n: number): { productKey: string, deviceKey: string } => ({ productKey: `Pk${n % 10}Ab12`, deviceKey: `fleet-${String(n).padStart(7, '0')}` })
+  const storeFile = join(dir, 'fleet.csv')
+  const rows = ['productKey,deviceKey,deviceSecret']
+  for (let n = 1; n <= DISTINCT; n++) {
+    const { productKey, deviceKey } = keyOf(n)
+    rows.push(`${productKey},${deviceKey},${randomBytes(12).toString('hex')}`)
+  }
+  writeFileSync(storeFile, rows.join('\n') + '\n')
+  const token = randomBytes(32).toString('base64url')
+  const tokensFile = join(dir, 'tokens.json')
+  writeFileSync(tokensFile, JSON.stringify({ tokens: [{ name: 'provisioning', sha256: createHash('sha256').update(token).digest('hex'), scopes: ['sign:batch'], products: '*' }] }))
+  const server = await startServer(storeFile, { AUTH_TOKENS_FILE: tokensFile })
+  const pid = server.child.pid as number
+  const run = await streamRun(server.url, pid, DISTINCT, (n) => ({ ...keyOf(n), clientId: `SN-${n}`, timestamp: TIMESTAMP }), { authorization: `Bearer ${token}` })
+  server.child.kill('SIGTERM')
+  const audit = readFileSync(join(dir, 'audit.log'), 'utf8').split('\n').filter((line) => line.includes('"route":"/sign/batch"'))
+  const signed = audit.length === 1 ? (JSON.parse(audit[0] as string) as { batch: { signed: number } }).batch.signed : -1
+  console.log(`\nShipped configuration (token, default limits, info audit line): ${fmt(DISTINCT)} distinct devices of a ${fmt(DISTINCT)}-device store in one stream`)
+  console.log(`  ${fmt(run.signaturesPerSecond)} devices/s (${fmt(run.signaturesPerSecond / open.signaturesPerSecond, 2)} of the open stream above), ` +
+    `server CPU ${fmt(run.cpuMsPerDevice * 1000, 1)} µs per device (open: ${fmt(open.cpuMsPerDevice * 1000, 1)})`)
+  console.log(`  server RSS: before ${fmt(run.rssBefore, 1)} MB (the store loaded), peak ${fmt(run.rssPeak, 1)} MB (+${fmt(run.rssPeak - run.rssBefore, 1)}); ` +
+    `audit line: ${fmt(signed)} signed of ${fmt(DISTINCT - 1)} valid lines`)
+  if (run.lines !== DISTINCT + 1 || signed !== DISTINCT - 1) process.exitCode = 1
 }
 
 main().catch((err: unknown) => {
