@@ -40,6 +40,8 @@ export interface AppDeps {
   store?: DeviceStore
   /** Epoch milliseconds; the default is Date.now. */
   clock?: () => number
+  /** Epoch milliseconds the rate-limit windows are counted by; the default is Date.now. */
+  limitClock?: () => number
   /** Where log lines go; the default is stdout. */
   logStream?: DestinationStream
 }
@@ -137,7 +139,7 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
     /* c8 ignore next -- `?? false` only before the watch below is set up, and no request is served before it */
     : (socket: TLSSocket): boolean => tls?.isCurrent(socket) ?? false
   await app.register(auth, { mode: config.auth.mode, tokens, mtlsIdentity: config.auth.mtlsIdentity, isCurrentTls })
-  await app.register(rateLimits, config.rateLimit)
+  await app.register(rateLimits, { ...config.rateLimit, clock: deps.limitClock })
   const tls = config.tls === undefined || tlsMaterial === undefined
     ? undefined
     : await watchTlsFiles(app.server as unknown as HttpsServer, config.tls, app.log.child({ component: 'tls' }), tlsMaterial)

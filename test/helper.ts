@@ -32,6 +32,13 @@ export const EXAMPLE_SECRETS = ['deviceSecret', '5eCr3tF0rB0iLer0001aBcDeFgHiJkL
 /** A fixed clock for tests: 2018-04-23T01:58:42Z, the worked example's timestamp. */
 export const FIXED_NOW = 1524448722000
 
+/**
+ * The rate-limit windows of test apps hold still at the moment this file was loaded: windows are
+ * minutes of the clock, and a test that crossed the end of one would see its counts start again.
+ * One instant for every app of a test file, so that replicas sharing Redis count the same minute.
+ */
+const LIMIT_NOW = Date.now()
+
 export interface Teardown { teardown: (fn: () => unknown) => void }
 
 export function testConfig (env: Record<string, string> = {}): Readonly<Config> {
@@ -41,7 +48,7 @@ export function testConfig (env: Record<string, string> = {}): Readonly<Config> 
 
 /** An app on the example store (or deps.store), ready, closed when the test ends. */
 export async function buildTestApp (t: Teardown, env: Record<string, string> = {}, deps: AppDeps = {}): Promise<FastifyInstance> {
-  const app = await buildApp(testConfig(env), { clock: () => FIXED_NOW, ...deps })
+  const app = await buildApp(testConfig(env), { clock: () => FIXED_NOW, limitClock: () => LIMIT_NOW, ...deps })
   t.teardown(() => app.close())
   await app.ready()
   return app

@@ -19,6 +19,8 @@ export interface RateLimitOptions {
   verifyPerCaller: number
   /** Redis shared by the replicas; undefined: each process counts alone. */
   redisUrl: string | undefined
+  /** Epoch milliseconds the windows are counted by; the default is Date.now. */
+  clock?: () => number
 }
 
 /** What /readyz says about the counters. */
@@ -135,7 +137,8 @@ async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Pro
   }
   // One set of counters per limit: keys of one limit never crowd out those of another.
   const shared = { redis, isUp: () => redis?.status === 'ready', failed: (err: Error) => warn(err.message) }
-  const counters = (name: string): Counters => new Counters(name, MINUTE_MS, shared)
+  const clock = options.clock ?? Date.now
+  const counters = (name: string): Counters => new Counters(name, MINUTE_MS, shared, clock)
 
   function requestLimit (name: string, max: number, what: string, variable: string): Limit | undefined {
     if (max === 0) return undefined
@@ -149,7 +152,7 @@ async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Pro
   }
 
   function refuse (reply: FastifyReply, max: number, endsAt: number, message: string): never {
-    const retryAfter = secondsUntil(endsAt, Date.now())
+    const retryAfter = secondsUntil(endsAt, clock())
     reply.headers({ 'x-ratelimit-limit': String(max), 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(retryAfter) })
     throw new AppError('RATE_LIMITED', `${message}; retry after ${retryAfter} s`, { retryAfter })
   }
@@ -191,7 +194,7 @@ async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Pro
       for (let i = 0; i < counts.length; i++) {
         if ((counts[i] as number) <= deviceMax) continue
         refusals ??= new Array<AppError | undefined>(counts.length)
-        const retryAfter = secondsUntil(window.endsAt, Date.now())
+        const retryAfter = secondsUntil(window.endsAt, clock())
         refusals[i] = new AppError('RATE_LIMITED', `${deviceMessage(deviceMax, list[i] as DeviceKeys)}; retry after ${retryAfter} s`, { retryAfter })
       }
       return refusals
@@ -203,7 +206,7 @@ async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Pro
         return added instanceof Promise ? added.then((result) => withinItems(result, count)) : withinItems(added, count)
       },
       itemsRefusal () {
-        const retryAfter = secondsUntil(itemsEndAt, Date.now())
+        const retryAfter = secondsUntil(itemsEndAt, clock())
         return new AppError('RATE_LIMITED', `more than ${itemsMax} batch items a minute from this caller (RATE_LIMIT_BATCH_ITEMS_PER_CALLER); retry after ${retryAfter} s`, { retryAfter })
       },
       devices (list) {
