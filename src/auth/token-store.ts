@@ -7,7 +7,8 @@ export interface TokenStoreOptions {
   watch: boolean
   log: WatchedFileLogger
   settleMs?: number
-  pollMs?: number
+  /** How often the file's version is checked besides watching it (STORE_POLL_MS), at most TOKEN_POLL_MAX_MS. */
+  pollMs: number
 }
 
 /** What /readyz says about the token file. Never a token or a hash. */
@@ -30,12 +31,20 @@ export interface TokenStore {
 
 /**
  * The longest a changed token file waits to settle (app.ts), whatever STORE_SETTLE_MS says: a removed or
- * narrowed token must stop working within a second, on new requests and on open streams alike.
+ * narrowed token must stop working within a second, on new requests and on open streams alike
+ * (by the directory watch in about 300 ms; by the poll alone, see TOKEN_POLL_MAX_MS, in under 800 ms).
  * Settling guards against reading a file that is still being written; a token file is one JSON
  * document, so a part of one does not parse and is refused (and retried once the file changes
  * again) rather than put in force.
  */
 export const TOKEN_SETTLE_MAX_MS = 200
+
+/**
+ * The longest between two checks of the token file's version, whatever STORE_POLL_MS says. Where the
+ * directory watch misses a change (a directory that cannot be watched, some volume mounts), the poll
+ * alone puts a removal in force within a second: at most this, then TOKEN_SETTLE_MAX_MS, then the reload.
+ */
+export const TOKEN_POLL_MAX_MS = 500
 
 /**
  * Loads AUTH_TOKENS_FILE and keeps it loaded.
@@ -46,6 +55,7 @@ export async function createTokenStore (options: TokenStoreOptions): Promise<Tok
   const listeners = new Set<() => void>()
   const file = await watchedFile<Map<string, Token>>({
     ...options,
+    pollMs: Math.min(options.pollMs, TOKEN_POLL_MAX_MS),
     label: 'token file',
     onReload (outcome) {
       if (outcome === 'reloaded') for (const listener of listeners) listener()

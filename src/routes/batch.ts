@@ -80,7 +80,7 @@ const INTERNAL_MESSAGE = 'internal error; the request id in the logs tells what 
  * call. Every failure of one item ends in its own result, so it fails alone; a failure that is not
  * an AppError is a bug, logged with its cause and answered INTERNAL, as POST /sign would.
  */
-async function resultsOf (signing: Signing, entries: readonly Entry[]): Promise<string[]> {
+async function resultsOf (signing: Signing, entries: readonly Entry[], access?: () => StreamStop | undefined): Promise<string[]> {
   const { summary, audit, log } = signing
   const results: string[] = new Array<string>(entries.length)
   const valid: Array<{ at: number, position: string, item: BatchItem }> = []
@@ -120,12 +120,23 @@ async function resultsOf (signing: Signing, entries: readonly Entry[]): Promise<
   // The per-device limit that POST /sign counts too, only for devices the store holds.
   const found = valid.filter((_, i) => devices[i] !== undefined && !isAppError(devices[i])).map(({ item }) => item)
   const overLimit = await signing.limits.devices(found)
+  // The awaits above can last up to STORE_TIMEOUT_MS, and the token may have been removed, expired
+  // or narrowed meanwhile: a stream takes its caller again here, after the last await and before
+  // anything is signed. Access that ended fails the items still unsigned with its code.
+  const ended = access?.()
+  if (ended !== undefined) {
+    const error = new AppError(ended.code, ended.why)
+    for (const { at, item } of valid) failWith(at, error, item)
+    return results
+  }
   let foundAt = 0
   valid.forEach(({ at, position, item }, i) => {
     const device = devices[i]
     // A device the store could not look up fails alone; the others are answered (a cache in an outage).
     if (isAppError(device)) return failWith(at, device, item)
-    const refusal = device === undefined ? undefined : overLimit?.[foundAt++]
+    const refusal = (device === undefined ? undefined : overLimit?.[foundAt++]) ??
+      // Checked again against the caller now in force: a token narrowed during the lookup.
+      deviceRefusal(signing.caller, item.productKey, item.deviceKey)
     if (refusal !== undefined) return failWith(at, refusal, item)
     try {
       results[at] = writeSigned(position, signFound(device, item, signing.defaults))
@@ -161,6 +172,9 @@ function lineEntry (line: Line, maxLineBytes: number): Entry {
  */
 interface StreamStop { code: ErrorCode, why: string, resend: boolean }
 
+/** The stops that end a stream's access (its token removed, expired, or without sign:batch): its lines not yet signed are not signed. */
+type AccessStop = StreamStop & { code: 'UNAUTHENTICATED' | 'FORBIDDEN' }
+
 /** The reason of an aborted stream, as thrown by withIdleLimit. */
 class StreamStopped extends Error {
   override name = 'StreamStopped'
@@ -193,6 +207,8 @@ class OpenStream {
   readonly #registry: Set<OpenStream>
   readonly #onClosed: Array<() => void> = []
   #timer: NodeJS.Timeout | undefined
+  /** Set once the caller is refused: kept even when the stream was already ended for another reason (shutdown). */
+  #revoked: AccessStop | undefined
 
   /** Opens the stream in `registry`, where it stays until close(). */
   constructor (registry: Set<OpenStream>, signing: Signing, caller: () => Caller, maxMs: number, onStop: (stop: StreamStop) => void) {
@@ -222,19 +238,27 @@ class OpenStream {
   /** Takes the caller again (the token file changed, or a deadline came): the stream goes on with it, or ends. */
   check (): void {
     if (Date.now() >= this.#deadline) {
-      return this.stop({ code: 'STREAM_LIMIT_REACHED', why: `a stream stays open at most ${this.#maxMs} ms (BATCH_STREAM_MAX_MS)`, resend: true })
+      this.stop({ code: 'STREAM_LIMIT_REACHED', why: `a stream stays open at most ${this.#maxMs} ms (BATCH_STREAM_MAX_MS)`, resend: true })
     }
+    // Even a stream already ended is asked: the lines it has read are answered, and signed only if its caller still may.
     let caller: Caller
     try {
       caller = this.#caller()
       requireScope(caller, 'sign:batch')
     } catch (err) {
       // currentCaller and requireScope throw only these: UNAUTHENTICATED, FORBIDDEN.
-      const { code, message } = err as AppError
-      return this.stop({ code, why: message, resend: false })
+      const { code, message } = err as AppError & { code: AccessStop['code'] }
+      this.#revoked = { code, why: message, resend: false }
+      return this.stop(this.#revoked)
     }
     this.#signing.caller = caller
-    this.#arm()
+    if (!this.#controller.signal.aborted) this.#arm()
+  }
+
+  /** Takes the caller again now (see check) and tells whether the stream may still sign: undefined, or why not. */
+  access (): AccessStop | undefined {
+    if (this.#revoked === undefined) this.check()
+    return this.#revoked
   }
 
   /** Resolves once close() has run: the stream's answer has ended, or was cut (its log line is written by then). */
@@ -289,7 +313,7 @@ async function * streamResults (signing: Signing, input: Readable, open: () => O
         stream.stop({ code: 'STREAM_LIMIT_REACHED', why: `a stream answers at most ${options.streamMaxItems} lines (BATCH_STREAM_MAX_ITEMS)`, resend: true })
       }
       if (lines.length === 0) continue
-      const results = await resultsOf(signing, lines.map((line) => lineEntry(line, options.maxLineBytes)))
+      const results = await resultsOf(signing, lines.map((line) => lineEntry(line, options.maxLineBytes)), () => stream.access())
       lastLine = (lines.at(-1) as Line).number
       yield results.join('\n') + '\n'
     }

@@ -11,7 +11,17 @@ import { EXAMPLE_PASSWORDS, buildTestApp, createLogSink, makeToken, writeTokenFi
 
 const silent = { info () {}, warn () {}, error () {} }
 
-interface Served { app: FastifyInstance, port: number, sink: ReturnType<typeof createLogSink>, lookups: () => number }
+/** A lookup held until `release()`: `started` resolves once the stream's lookup is waiting on it. */
+interface HeldLookup { started: Promise<void>, release: () => void }
+
+interface Served {
+  app: FastifyInstance
+  port: number
+  sink: ReturnType<typeof createLogSink>
+  lookups: () => number
+  /** Holds the next batch lookup of the store (a slow database, without a clock): the lines of that chunk wait on it. */
+  holdNextLookup: () => HeldLookup
+}
 
 /** The real service on a real file store of `count` devices P1/dev-<i>, counting the devices looked up. */
 async function serve (t: Test, env: Record<string, string> = {}, count = 100): Promise<Served> {
@@ -20,18 +30,34 @@ async function serve (t: Test, env: Record<string, string> = {}, count = 100): P
   const dir = t.testdir({ 'devices.json': JSON.stringify({ devices }) })
   const files = await createFileStore({ path: join(dir, 'devices.json'), watch: false, log: silent })
   let lookups = 0
+  let held: { started: () => void, released: Promise<void> } | undefined
   const store: DeviceStore = {
     ...files,
     kind: files.kind,
     findDevices: async (keys) => {
       lookups += keys.length
+      const hold = held
+      held = undefined
+      if (hold !== undefined) {
+        hold.started()
+        await hold.released
+      }
       return files.findDevices(keys)
     }
+  }
+  const holdNextLookup = (): HeldLookup => {
+    let onStarted = (): void => {}
+    let release = (): void => {}
+    const started = new Promise<void>((resolve) => { onStarted = resolve })
+    held = { started: () => onStarted(), released: new Promise<void>((resolve) => { release = resolve }) }
+    // Released at the latest when the test ends, so that nothing is left waiting.
+    t.teardown(() => release())
+    return { started, release: () => release() }
   }
   const sink = createLogSink()
   const app = await buildTestApp(t, { LOG_LEVEL: 'info', ...env }, { store, logStream: sink.stream })
   await app.listen({ port: 0, host: '127.0.0.1' })
-  return { app, port: (app.server.address() as { port: number }).port, sink, lookups: () => lookups }
+  return { app, port: (app.server.address() as { port: number }).port, sink, lookups: () => lookups, holdNextLookup }
 }
 
 interface Stream { req: ClientRequest, response: Promise<IncomingMessage> }
@@ -113,7 +139,9 @@ t.test('NDJSON – the first results arrive before the last line is sent', async
 })
 
 t.test('NDJSON – a stream that keeps flowing is not cut by REQUEST_TIMEOUT_MS', async (t) => {
-  const { port } = await serve(t, { REQUEST_TIMEOUT_MS: '400' })
+  // A gap of 100 ms between lines against a timeout of 1000 ms: only a stall of 900 ms in this
+  // process (client and server alike) could look idle, which a busy machine does not reach.
+  const { port } = await serve(t, { REQUEST_TIMEOUT_MS: '1000' })
   const { req, response } = openStream(port)
   const started = Date.now()
   let sent = 0
@@ -121,7 +149,7 @@ t.test('NDJSON – a stream that keeps flowing is not cut by REQUEST_TIMEOUT_MS'
   await new Promise<void>((resolve) => {
     const timer = setInterval(() => {
       req.write(line(`dev-${sent++}`))
-      if (Date.now() - started > 1200) {
+      if (Date.now() - started > 2200) {
         clearInterval(timer)
         resolve()
       }
@@ -311,10 +339,13 @@ t.test('NDJSON – a token removed from AUTH_TOKENS_FILE (mv) stops signing on e
 })
 
 t.test('NDJSON – a stream stops signing when its token reaches its expires', async (t) => {
-  const holder = makeToken('short', ['sign', 'sign:batch'], ['P1'], new Date(Date.now() + 4000).toISOString())
-  const { port, sink } = await serveTokens(t, [holder])
+  const holder = makeToken('short', ['sign', 'sign:batch'], ['P1'])
+  const { port, sink, path } = await serveTokens(t, [holder])
   const stream = await startStream(port, holder.token, line('dev-1'))
   t.match(stream.first, [{ line: 1, ok: true }])
+  // The expiry is set only once the first line is answered, so a slow machine cannot refuse that line. Put
+  // in force before it comes, the stream's timer ends it; after, the reload does: the same answer either way.
+  replaceTokenFile(path, [{ ...holder, entry: { ...holder.entry, expires: new Date(Date.now() + 1000).toISOString() } }])
   await untilStatus(port, holder.token, 401)
   stream.req.end(line('dev-2'))
   const rest = parseLines(await stream.rest)
@@ -324,6 +355,49 @@ t.test('NDJSON – a stream stops signing when its token reaches its expires', a
   ])
   t.equal(rest.length, 2, 'the line sent after the expiry is not answered')
   t.match(completed(sink), [{ caller: 'short', outcome: 'UNAUTHENTICATED', reason: 'the bearer token has expired' }])
+})
+
+t.test('NDJSON – a token removed while a chunk is being looked up: the chunk is not signed, the stream ends UNAUTHENTICATED', async (t) => {
+  const holder = makeToken('line-1', ['sign', 'sign:batch'], ['P1'])
+  const other = makeToken('other', ['sign'], '*')
+  const { port, sink, path, holdNextLookup } = await serveTokens(t, [holder, other])
+  const stream = await startStream(port, holder.token, line('dev-1'))
+  t.match(stream.first, [{ line: 1, ok: true }])
+  const lookup = holdNextLookup()
+  stream.req.write(line('dev-2') + line('dev-3'))
+  await lookup.started
+  // The lines were read and checked before the removal; their lookup answers only after it is in force.
+  replaceTokenFile(path, [other])
+  await untilStatus(port, holder.token, 401)
+  lookup.release()
+  stream.req.end()
+  const text = await stream.rest
+  t.notMatch(text, /mqttPassword/, 'nothing signed after the removal')
+  t.match(parseLines(text), [
+    { line: 2, ok: false, error: { code: 'UNAUTHENTICATED', message: 'the bearer token is not valid' } },
+    { line: 3, ok: false, error: { code: 'UNAUTHENTICATED' } },
+    { error: { code: 'UNAUTHENTICATED', message: 'the bearer token is not valid; it was ended after line 3, with 1 devices signed' } },
+    { summary: { total: 3, signed: 1, failed: 2 }, complete: false }
+  ])
+  t.match(completed(sink), [{ caller: 'line-1', outcome: 'UNAUTHENTICATED', batch: { size: 3, signed: 1, failed: 2 } }])
+})
+
+t.test('NDJSON – a token narrowed while a chunk is being looked up: that chunk\'s items of the lost product fail alone', async (t) => {
+  const holder = makeToken('line-1', ['sign', 'sign:batch'], ['P1', '123'])
+  const { port, path, holdNextLookup } = await serveTokens(t, [holder])
+  const stream = await startStream(port, holder.token, line('dev-1'))
+  const lookup = holdNextLookup()
+  stream.req.write(line('dev-2') + JSON.stringify({ productKey: '123', deviceKey: 'test' }) + '\n')
+  await lookup.started
+  replaceTokenFile(path, [{ ...holder, entry: { ...holder.entry, products: ['123'] } }])
+  await untilStatus(port, holder.token, 403)
+  lookup.release()
+  stream.req.end()
+  t.match(parseLines(await stream.rest), [
+    { line: 2, ok: false, error: { code: 'FORBIDDEN', message: 'the token "line-1" may not sign for product "P1"' } },
+    { line: 3, ok: true, mqttUsername: 'test&123' },
+    { summary: { total: 3, signed: 2, failed: 1 } }
+  ])
 })
 
 t.test('NDJSON – a token narrowed to fewer products keeps its stream, whose items of the other products now fail alone', async (t) => {
@@ -388,11 +462,14 @@ t.test('NDJSON – a stream ended by its token and then cut at shutdown (its cli
   res.on('error', () => {})
   res.pause()
   // Write until the request is held back for good: the answer cannot go out, so the stream is stuck.
+  // "For good" is 5 s without a drain, as in process-stream-shutdown.test.ts: a busy machine can take
+  // over a second for a chunk, and a stop that early leaves an answer small enough for the socket
+  // buffers, which then ends instead of being cut.
   let chunk = ''
   for (let i = 0; i < 1000; i++) chunk += line(`dev-${i % 100}`)
   for (;;) {
     if (req.write(chunk)) continue
-    const drained = await Promise.race([once(req, 'drain').then(() => true), new Promise<boolean>((resolve) => setTimeout(resolve, 1000, false))])
+    const drained = await Promise.race([once(req, 'drain').then(() => true), new Promise<boolean>((resolve) => setTimeout(resolve, 5000, false))])
     if (!drained) break
   }
   replaceTokenFile(path, [])
