@@ -1,13 +1,17 @@
 // HTTPS for the service itself: the certificate, key, client CA and CRL files, and a new secure context whenever they change.
+import { constants } from 'node:fs'
+import { open } from 'node:fs/promises'
 import type { Server as HttpsServer } from 'node:https'
 import { createSecureContext, type SecureContextOptions, type TLSSocket } from 'node:tls'
 import type { Config } from './config.js'
-import { readStoreFile } from './store/file-read.js'
 import { watchedFile, type WatchedFile, type WatchedFileLogger } from './store/watched-file.js'
 
 export type TlsFiles = NonNullable<Config['tls']>
 
-/** Why the TLS files cannot be used, naming the file; never the key. */
+/**
+ * Why the TLS files cannot be used, naming the file by its variable (TLS_KEY_FILE), never by its
+ * path: the message is shown in the open /readyz. Never the key.
+ */
 export class TlsFileError extends Error {
   override name = 'TlsFileError'
 }
@@ -18,8 +22,23 @@ export function tlsOptions (material: SecureContextOptions, files: TlsFiles): Se
   return { ...material, requestCert: files.clientCaFile !== undefined, rejectUnauthorized: false }
 }
 
-async function readPem (path: string): Promise<Buffer> {
-  return (await readStoreFile(path)).bytes
+type TlsFileVariable = 'TLS_CERT_FILE' | 'TLS_KEY_FILE' | 'TLS_CLIENT_CA_FILE' | 'TLS_CRL_FILE'
+
+/**
+ * The whole file. Opened non-blocking and refused unless it is a regular file: reading a FIFO
+ * would wait forever for a writer.
+ * @throws TlsFileError naming the variable and the errno code.
+ */
+async function readPem (name: TlsFileVariable, path: string): Promise<Buffer> {
+  const cannotRead = (err: unknown): TlsFileError => new TlsFileError(`${name} cannot be read (${String((err as NodeJS.ErrnoException).code)})`)
+  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK).catch((err: unknown) => { throw cannotRead(err) })
+  try {
+    if (!(await handle.stat()).isFile()) throw new TlsFileError(`${name} is not a regular file`)
+    /* c8 ignore next -- an I/O error (EIO) on an open regular file cannot be made in a test */
+    return await handle.readFile().catch((err: unknown) => { throw cannotRead(err) })
+  } finally {
+    await handle.close()
+  }
 }
 
 const PEM_CRL = /-----BEGIN X509 CRL-----[^-]+-----END X509 CRL-----/g
@@ -30,12 +49,12 @@ const PEM_CRL = /-----BEGIN X509 CRL-----[^-]+-----END X509 CRL-----/g
  * @throws TlsFileError naming the file when it holds no CRL or one that does not parse.
  */
 async function readCrls (path: string): Promise<string[]> {
-  const crls = (await readPem(path)).toString('latin1').match(PEM_CRL) ?? []
-  if (crls.length === 0) throw new TlsFileError(`TLS_CRL_FILE: ${path} holds no PEM certificate revocation list (-----BEGIN X509 CRL-----)`)
+  const crls = (await readPem('TLS_CRL_FILE', path)).toString('latin1').match(PEM_CRL) ?? []
+  if (crls.length === 0) throw new TlsFileError('TLS_CRL_FILE holds no PEM certificate revocation list (-----BEGIN X509 CRL-----)')
   try {
     createSecureContext({ crl: crls })
   } catch (err) {
-    throw new TlsFileError(`TLS_CRL_FILE: ${path} holds a revocation list that does not parse: ${(err as Error).message}`)
+    throw new TlsFileError(`TLS_CRL_FILE holds a revocation list that does not parse: ${(err as Error).message}`)
   }
   return crls
 }
@@ -43,13 +62,13 @@ async function readCrls (path: string): Promise<string[]> {
 /**
  * Reads the TLS files and checks that they make a secure context (the key matches the
  * certificate, the PEM parses).
- * @throws TlsFileError naming the file or the mismatch.
+ * @throws TlsFileError naming the variable of the file, or the mismatch.
  */
 export async function readTlsFiles (files: TlsFiles): Promise<SecureContextOptions> {
   const material: SecureContextOptions = {
-    cert: await readPem(files.certFile),
-    key: await readPem(files.keyFile),
-    ...(files.clientCaFile !== undefined && { ca: await readPem(files.clientCaFile) }),
+    cert: await readPem('TLS_CERT_FILE', files.certFile),
+    key: await readPem('TLS_KEY_FILE', files.keyFile),
+    ...(files.clientCaFile !== undefined && { ca: await readPem('TLS_CLIENT_CA_FILE', files.clientCaFile) }),
     // With a CRL, OpenSSL checks every certificate of a client's chain below the trust anchor (CRL_CHECK_ALL).
     ...(files.crlFile !== undefined && { crl: await readCrls(files.crlFile) })
   }

@@ -1,5 +1,5 @@
 // TLS_CRL_FILE on a real listener with an openssl CA: revoked device certificates refused, a new CRL picked up without a restart, on open connections too.
-import { rename, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { Agent } from 'node:https'
 import { join } from 'node:path'
 import t from 'tap'
@@ -84,9 +84,13 @@ t.test('TLS_CRL_FILE: a bad file stops startup naming it; a bad new version keep
   const crlFile = join(pki.dir, 'crl.pem')
   const env = { AUTH_MODE: 'mtls', TLS_CERT_FILE: server.certFile, TLS_KEY_FILE: server.keyFile, TLS_CLIENT_CA_FILE: pki.ca.certFile, TLS_CRL_FILE: crlFile }
   await writeFile(crlFile, pki.ca.cert)
-  t.match(await buildTestApp(t, env).catch((e: unknown) => e), { name: 'TlsFileError', message: `TLS_CRL_FILE: ${crlFile} holds no PEM certificate revocation list (-----BEGIN X509 CRL-----)` })
+  t.match(await buildTestApp(t, env).catch((e: unknown) => e), { name: 'TlsFileError', message: 'TLS_CRL_FILE holds no PEM certificate revocation list (-----BEGIN X509 CRL-----)' })
   await writeFile(crlFile, '-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n')
-  t.match(await buildTestApp(t, env).catch((e: unknown) => e), { name: 'TlsFileError', message: `TLS_CRL_FILE: ${crlFile} holds a revocation list that does not parse: ` })
+  t.match(await buildTestApp(t, env).catch((e: unknown) => e), { name: 'TlsFileError', message: /^TLS_CRL_FILE holds a revocation list that does not parse: / })
+  const folder = join(pki.dir, 'crl.d')
+  await mkdir(folder)
+  t.match(await buildTestApp(t, { ...env, TLS_CRL_FILE: folder }).catch((e: unknown) => e), { name: 'TlsFileError', message: 'TLS_CRL_FILE is not a regular file' })
+  t.match(await buildTestApp(t, { ...env, TLS_CRL_FILE: join(pki.dir, 'missing.pem') }).catch((e: unknown) => e), { name: 'TlsFileError', message: 'TLS_CRL_FILE cannot be read (ENOENT)' })
 
   const revoked = pki.issue('revoked', '123/test')
   pki.revoke('revoked')
@@ -94,7 +98,9 @@ t.test('TLS_CRL_FILE: a bad file stops startup naming it; a bad new version keep
   const { port, sink } = await serve(t, () => ({ ...env, ...watching }), pki)
   await replaceFile(crlFile, 'not a CRL\n')
   while (!sink.raw().includes('TLS reload failed')) await new Promise((resolve) => setTimeout(resolve, 50))
-  t.match((await fetchReady(port, pki.ca.cert)).access, { tls: { lastReloadError: { message: /^TLS_CRL_FILE: .* holds no PEM certificate revocation list/ } } })
+  const ready = await fetchReady(port, pki.ca.cert)
+  t.match(ready.access, { tls: { lastReloadError: { message: 'TLS_CRL_FILE holds no PEM certificate revocation list (-----BEGIN X509 CRL-----)' } } })
+  t.notOk(JSON.stringify(ready).includes(pki.dir), 'and not where the file is')
   t.match(await post(port, '/sign', example, { ca: pki.ca.cert, client: revoked }), { status: 401, body: { message: 'the client certificate has been revoked (CERT_REVOKED)' } }, 'the old CRL still counts')
   t.equal((await post(port, '/sign', example, { ca: pki.ca.cert, client: pki.issue('fine', '123/test') })).status, 200)
 })
@@ -141,4 +147,23 @@ t.test('SIGHUP applies a new CRL at once, without waiting for the file to settle
   await replaceFile(crlFile, pki.crl())
   await app.reload()
   t.match(await post(port, '/sign', example, { ca: pki.ca.cert, client: device }), { status: 401, body: { message: 'the client certificate has been revoked (CERT_REVOKED)' } })
+})
+
+t.test('/readyz names a TLS file that cannot be read by its variable, never by its path (certificate, key, client CA, CRL)', async (t) => {
+  const pki = makePki(tempDir(t, 'pki-'))
+  const crlFile = join(pki.dir, 'crl.pem')
+  await writeFile(crlFile, pki.crl())
+  const { app, port, server } = await serve(t, (pki) => ({ AUTH_MODE: 'mtls', TLS_CLIENT_CA_FILE: pki.ca.certFile, TLS_CRL_FILE: crlFile }), pki)
+  const files = { TLS_CERT_FILE: server.certFile, TLS_KEY_FILE: server.keyFile, TLS_CLIENT_CA_FILE: pki.ca.certFile, TLS_CRL_FILE: crlFile }
+  for (const [name, path] of Object.entries(files)) {
+    const content = await readFile(path)
+    await rm(path)
+    await app.reload()
+    const ready = await fetchReady(port, pki.ca.cert)
+    t.match(ready.access, { tls: { lastReloadError: { message: `${name} cannot be read (ENOENT)` } } }, name)
+    t.notOk(JSON.stringify(ready).includes(pki.dir), `${name}: no path in /readyz`)
+    await writeFile(path, content)
+    await app.reload()
+    t.notOk('lastReloadError' in ((await fetchReady(port, pki.ca.cert)).access as { tls: object }).tls, `${name} back: the error is gone`)
+  }
 })
