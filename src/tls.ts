@@ -2,6 +2,7 @@
 import { constants } from 'node:fs'
 import { open } from 'node:fs/promises'
 import type { Server as HttpsServer } from 'node:https'
+import { Socket } from 'node:net'
 import { createSecureContext, type SecureContextOptions, type TLSSocket } from 'node:tls'
 import type { Config } from './config.js'
 import { watchedFile, type WatchedFile, type WatchedFileLogger } from './store/watched-file.js'
@@ -88,13 +89,26 @@ function trustOf (material: SecureContextOptions): string {
 export interface TlsReloader {
   lastReloadError (): { message: string, at: string } | undefined
   /**
-   * Whether the connection was opened under the client CA and CRL now in force. One opened before
-   * they changed was checked against the old ones: its certificate may be revoked since.
+   * Whether the connection was accepted under the client CA and CRL now in force. One accepted
+   * before they changed was checked against the old ones, even if its handshake ended after the
+   * change: its certificate may be revoked since.
    */
   isCurrent (socket: TLSSocket): boolean
   /** Reads the files again now (SIGHUP); a bad set keeps the context in force, as a change does. */
   reload (): Promise<void>
   close (): Promise<void>
+}
+
+/**
+ * The TCP socket a server-side TLS socket runs on. Node keeps it as `_parent` (lib/_tls_wrap.js)
+ * and has no public accessor; without it, the TLS socket itself is answered, which is never
+ * tagged, so every certificate connection counts as not current (fails closed).
+ */
+function tcpSocketOf (socket: TLSSocket): Socket {
+  // `as`: `_parent` is not in Node's types; it is checked before use.
+  const parent: unknown = (socket as TLSSocket & { _parent?: unknown })._parent
+  /* c8 ignore next -- always a Socket on the Node this runs on; the fallback is for a Node that drops it */
+  return parent instanceof Socket ? parent : socket
 }
 
 /**
@@ -106,13 +120,18 @@ export interface TlsReloader {
 export async function watchTlsFiles (server: HttpsServer, files: TlsFiles, log: WatchedFileLogger, initial: SecureContextOptions): Promise<TlsReloader> {
   let lastReloadError: { message: string, at: string } | undefined
   const watched: Array<WatchedFile<unknown>> = []
-  // Each connection is tagged with the client trust (CA and CRL) it was checked under: the number of
+  // Each connection is tagged with the client trust (CA and CRL) it is checked under: the number of
   // changes to it so far. A renewed server certificate alone leaves open connections as they are.
   let trust = trustOf(initial)
   let trustChanges = 0
-  const openedUnder = new WeakMap<TLSSocket, number>()
-  const tag = (socket: TLSSocket): void => { openedUnder.set(socket, trustChanges) }
-  server.on('secureConnection', tag)
+  // Node gives a connection its secure context when the TCP connection is accepted (its
+  // 'connection' listener makes the TLSSocket with the server's context of that moment), not when
+  // the handshake ends: a handshake held back past a reload is still checked against the old CRL.
+  // So the tag is taken on accept, in the same synchronous step as Node's own listener;
+  // setSecureContext and trustChanges change together below, so the two always agree.
+  const acceptedUnder = new WeakMap<Socket, number>()
+  const tag = (socket: Socket): void => { acceptedUnder.set(socket, trustChanges) }
+  server.prependListener('connection', tag)
   const apply = async (): Promise<void> => {
     try {
       const material = await readTlsFiles(files)
@@ -142,9 +161,9 @@ export async function watchTlsFiles (server: HttpsServer, files: TlsFiles, log: 
   return {
     lastReloadError: () => lastReloadError,
     reload: apply,
-    isCurrent: (socket) => openedUnder.get(socket) === trustChanges,
+    isCurrent: (socket) => acceptedUnder.get(tcpSocketOf(socket)) === trustChanges,
     async close () {
-      server.off('secureConnection', tag)
+      server.off('connection', tag)
       await Promise.all(watched.map((file) => file.close()))
     }
   }

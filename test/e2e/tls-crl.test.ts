@@ -1,10 +1,14 @@
 // TLS_CRL_FILE on a real listener with an openssl CA: revoked device certificates refused, a new CRL picked up without a restart, on open connections too.
+import { once } from 'node:events'
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
-import { Agent } from 'node:https'
+import type { IncomingMessage } from 'node:http'
+import { Agent, request } from 'node:https'
+import { connect } from 'node:net'
 import { join } from 'node:path'
+import { connect as connectTls, type TLSSocket } from 'node:tls'
 import t from 'tap'
 import { EXAMPLE_PASSWORDS, buildTestApp, tempDir } from '../helper.js'
-import { fetchReady, post, serve } from './tls-client.js'
+import { type Answer, fetchReady, post, serve } from './tls-client.js'
 import { makePki } from './tls-helper.js'
 
 const example = { productKey: '123', deviceKey: 'test', clientId: '123', timestamp: '1524448722000' }
@@ -13,6 +17,16 @@ const example = { productKey: '123', deviceKey: 'test', clientId: '123', timesta
 async function replaceFile (path: string, content: string): Promise<void> {
   await writeFile(`${path}.new`, content)
   await rename(`${path}.new`, path)
+}
+
+/** POST /sign over a TLS socket the test set up itself. */
+async function postOver (socket: TLSSocket, body: object): Promise<{ status: number, body: Record<string, unknown> }> {
+  const req = request({ path: '/sign', method: 'POST', headers: { host: 'localhost', 'content-type': 'application/json' }, createConnection: () => socket })
+  req.end(JSON.stringify(body))
+  const [res] = await once(req, 'response') as [IncomingMessage]
+  let text = ''
+  for await (const chunk of res) text += String(chunk)
+  return { status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> }
 }
 
 const watching = { STORE_WATCH: 'true', STORE_SETTLE_MS: '50', STORE_POLL_MS: '100' }
@@ -38,8 +52,10 @@ t.test('TLS_CRL_FILE: a revoked device certificate gets 401; a new CRL moved int
 
   pki.revoke('later')
   await replaceFile(crlFile, pki.crl())
+  // Until the reload: 200; a connection accepted just before it (its handshake after) gets 401 "changed after this connection was opened".
+  const signsOrStale = (answer: Answer): boolean => answer.status === 200 || String(answer.body.message).includes('changed after this connection was opened')
   let answer = await post(port, '/sign', example, { ca, client: later })
-  while (answer.status === 200) answer = await post(port, '/sign', example, { ca, client: later })
+  while (signsOrStale(answer)) answer = await post(port, '/sign', example, { ca, client: later })
   t.match(answer, { status: 401, body: { message: 'the client certificate has been revoked (CERT_REVOKED)' } }, 'revoked by the new CRL, no restart')
   t.ok(sink.raw().includes('TLS certificate reloaded'))
 
@@ -166,4 +182,30 @@ t.test('/readyz names a TLS file that cannot be read by its variable, never by i
     await app.reload()
     t.notOk('lastReloadError' in ((await fetchReady(port, pki.ca.cert)).access as { tls: object }).tls, `${name} back: the error is gone`)
   }
+})
+
+t.test('a connection accepted before a new CRL, with its handshake after it, was checked against the old CRL: its certificate gets 401', async (t) => {
+  const pki = makePki(tempDir(t, 'pki-'))
+  const device = pki.issue('device', '123/test')
+  const crlFile = join(pki.dir, 'crl.pem')
+  await writeFile(crlFile, pki.crl())
+  const { app, port } = await serve(t, (pki) => ({ AUTH_MODE: 'mtls', TLS_CLIENT_CA_FILE: pki.ca.certFile, TLS_CRL_FILE: crlFile }), pki)
+  const ca = pki.ca.cert
+  // A TCP connection only: the server accepts it (Node gives it the secure context in force now), but no ClientHello is sent yet.
+  const accepted = once(app.server, 'connection')
+  const tcp = connect(port, '127.0.0.1')
+  t.teardown(() => tcp.destroy())
+  await accepted
+  pki.revoke('device')
+  await replaceFile(crlFile, pki.crl())
+  await app.reload()
+  // The handshake now, after the reload, on the connection accepted before it.
+  const late = connectTls({ socket: tcp, ca, cert: device.cert, key: device.key, servername: 'localhost' })
+  t.teardown(() => late.destroy())
+  await once(late, 'secureConnect')
+  t.match(await postOver(late, example), {
+    status: 401,
+    body: { code: 'UNAUTHENTICATED', message: /changed after this connection was opened: send the request again on a new connection/ }
+  }, 'not signed: the handshake was checked against the old CRL')
+  t.match(await post(port, '/sign', example, { ca, client: device }), { status: 401, body: { message: 'the client certificate has been revoked (CERT_REVOKED)' } }, 'a new connection is checked against the new CRL')
 })
