@@ -94,7 +94,10 @@ export interface TlsReloader {
    * change: its certificate may be revoked since.
    */
   isCurrent (socket: TLSSocket): boolean
-  /** Reads the files again now (SIGHUP); a bad set keeps the context in force, as a change does. */
+  /**
+   * Reads the files again now (SIGHUP); a bad set keeps the context in force, as a change does.
+   * Resolves once a read that started after this call has been applied (or refused).
+   */
   reload (): Promise<void>
   close (): Promise<void>
 }
@@ -147,6 +150,25 @@ export async function watchTlsFiles (server: HttpsServer, files: TlsFiles, log: 
       log.error({ problem: (err as Error).message }, 'TLS reload failed; new connections still get the previous certificate')
     }
   }
+  // Reloads run one at a time: each file's watcher and SIGHUP ask for one, and two reads running
+  // together could finish out of order, an older read reinstating an old CRL after a newer one.
+  // A request made while one runs waits for it and then reads again; requests made meanwhile
+  // join that one (it starts after all of them, so it reads what they were asked for).
+  let running: Promise<void> | undefined
+  let queued: Promise<void> | undefined
+  const start = (): Promise<void> => {
+    running = apply().finally(() => { running = undefined })
+    return running
+  }
+  const reload = (): Promise<void> => {
+    if (queued !== undefined) return queued
+    if (running === undefined) return start()
+    queued = running.then(() => {
+      queued = undefined
+      return start()
+    })
+    return queued
+  }
   const paths = [files.certFile, files.keyFile, files.clientCaFile, files.crlFile].filter((path) => path !== undefined)
   for (const path of paths) {
     watched.push(await watchedFile({
@@ -155,16 +177,18 @@ export async function watchTlsFiles (server: HttpsServer, files: TlsFiles, log: 
       watch: true,
       log,
       parse: async () => undefined,
-      onReload: (outcome) => { if (outcome === 'reloaded') apply().catch(() => {}) }
+      onReload: (outcome) => { if (outcome === 'reloaded') reload().catch(() => {}) }
     }))
   }
   return {
     lastReloadError: () => lastReloadError,
-    reload: apply,
+    reload,
     isCurrent: (socket) => acceptedUnder.get(tcpSocketOf(socket)) === trustChanges,
     async close () {
       server.off('connection', tag)
       await Promise.all(watched.map((file) => file.close()))
+      await queued
+      await running
     }
   }
 }

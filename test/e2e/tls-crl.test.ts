@@ -209,3 +209,22 @@ t.test('a connection accepted before a new CRL, with its handshake after it, was
   }, 'not signed: the handshake was checked against the old CRL')
   t.match(await post(port, '/sign', example, { ca, client: device }), { status: 401, body: { message: 'the client certificate has been revoked (CERT_REVOKED)' } }, 'a new connection is checked against the new CRL')
 })
+
+t.test('TLS reloads asked for while one runs wait for it and are merged; the one that runs last reads the files as they were when last asked for', async (t) => {
+  const pki = makePki(tempDir(t, 'pki-'))
+  const device = pki.issue('device', '123/test')
+  const crlFile = join(pki.dir, 'crl.pem')
+  await writeFile(crlFile, pki.crl())
+  const { app, port, sink } = await serve(t, (pki) => ({ AUTH_MODE: 'mtls', TLS_CLIENT_CA_FILE: pki.ca.certFile, TLS_CRL_FILE: crlFile }), pki)
+  const reloads = (): number => sink.lines().filter((line) => line.msg === 'TLS certificate reloaded').length
+  // Four SIGHUPs at once: the first reads, the other three wait for it and then read once, together.
+  await Promise.all([app.reload(), app.reload(), app.reload(), app.reload()])
+  t.equal(reloads(), 2, 'two reads, one after the other')
+
+  const asked = [app.reload()]
+  pki.revoke('device')
+  await replaceFile(crlFile, pki.crl())
+  asked.push(app.reload(), app.reload())
+  await Promise.all(asked)
+  t.match(await post(port, '/sign', example, { ca: pki.ca.cert, client: device }), { status: 401, body: { message: 'the client certificate has been revoked (CERT_REVOKED)' } }, 'the CRL asked for last is in force')
+})
