@@ -157,7 +157,8 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
       AUTH_TOKENS_FILE: config.auth.tokensFile,
       TLS_CERT_FILE: config.tls?.certFile,
       TLS_KEY_FILE: config.tls?.keyFile,
-      TLS_CLIENT_CA_FILE: config.tls?.clientCaFile
+      TLS_CLIENT_CA_FILE: config.tls?.clientCaFile,
+      TLS_CRL_FILE: config.tls?.crlFile
     },
     access: () => ({
       mode: config.auth.mode,

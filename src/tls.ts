@@ -1,13 +1,18 @@
 // HTTPS for the service itself: the certificate, key, client CA and CRL files, and a new secure context whenever they change.
+import { constants } from 'node:fs'
+import { open } from 'node:fs/promises'
 import type { Server as HttpsServer } from 'node:https'
+import { Socket } from 'node:net'
 import { createSecureContext, type SecureContextOptions, type TLSSocket } from 'node:tls'
 import type { Config } from './config.js'
-import { readStoreFile } from './store/file-read.js'
 import { watchedFile, type WatchedFile, type WatchedFileLogger } from './store/watched-file.js'
 
 export type TlsFiles = NonNullable<Config['tls']>
 
-/** Why the TLS files cannot be used, naming the file; never the key. */
+/**
+ * Why the TLS files cannot be used, naming the file by its variable (TLS_KEY_FILE), never by its
+ * path: the message is shown in the open /readyz. Never the key.
+ */
 export class TlsFileError extends Error {
   override name = 'TlsFileError'
 }
@@ -18,8 +23,23 @@ export function tlsOptions (material: SecureContextOptions, files: TlsFiles): Se
   return { ...material, requestCert: files.clientCaFile !== undefined, rejectUnauthorized: false }
 }
 
-async function readPem (path: string): Promise<Buffer> {
-  return (await readStoreFile(path)).bytes
+type TlsFileVariable = 'TLS_CERT_FILE' | 'TLS_KEY_FILE' | 'TLS_CLIENT_CA_FILE' | 'TLS_CRL_FILE'
+
+/**
+ * The whole file. Opened non-blocking and refused unless it is a regular file: reading a FIFO
+ * would wait forever for a writer.
+ * @throws TlsFileError naming the variable and the errno code.
+ */
+async function readPem (name: TlsFileVariable, path: string): Promise<Buffer> {
+  const cannotRead = (err: unknown): TlsFileError => new TlsFileError(`${name} cannot be read (${String((err as NodeJS.ErrnoException).code)})`)
+  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK).catch((err: unknown) => { throw cannotRead(err) })
+  try {
+    if (!(await handle.stat()).isFile()) throw new TlsFileError(`${name} is not a regular file`)
+    /* c8 ignore next -- an I/O error (EIO) on an open regular file cannot be made in a test */
+    return await handle.readFile().catch((err: unknown) => { throw cannotRead(err) })
+  } finally {
+    await handle.close()
+  }
 }
 
 const PEM_CRL = /-----BEGIN X509 CRL-----[^-]+-----END X509 CRL-----/g
@@ -30,12 +50,12 @@ const PEM_CRL = /-----BEGIN X509 CRL-----[^-]+-----END X509 CRL-----/g
  * @throws TlsFileError naming the file when it holds no CRL or one that does not parse.
  */
 async function readCrls (path: string): Promise<string[]> {
-  const crls = (await readPem(path)).toString('latin1').match(PEM_CRL) ?? []
-  if (crls.length === 0) throw new TlsFileError(`TLS_CRL_FILE: ${path} holds no PEM certificate revocation list (-----BEGIN X509 CRL-----)`)
+  const crls = (await readPem('TLS_CRL_FILE', path)).toString('latin1').match(PEM_CRL) ?? []
+  if (crls.length === 0) throw new TlsFileError('TLS_CRL_FILE holds no PEM certificate revocation list (-----BEGIN X509 CRL-----)')
   try {
     createSecureContext({ crl: crls })
   } catch (err) {
-    throw new TlsFileError(`TLS_CRL_FILE: ${path} holds a revocation list that does not parse: ${(err as Error).message}`)
+    throw new TlsFileError(`TLS_CRL_FILE holds a revocation list that does not parse: ${(err as Error).message}`)
   }
   return crls
 }
@@ -43,13 +63,13 @@ async function readCrls (path: string): Promise<string[]> {
 /**
  * Reads the TLS files and checks that they make a secure context (the key matches the
  * certificate, the PEM parses).
- * @throws TlsFileError naming the file or the mismatch.
+ * @throws TlsFileError naming the variable of the file, or the mismatch.
  */
 export async function readTlsFiles (files: TlsFiles): Promise<SecureContextOptions> {
   const material: SecureContextOptions = {
-    cert: await readPem(files.certFile),
-    key: await readPem(files.keyFile),
-    ...(files.clientCaFile !== undefined && { ca: await readPem(files.clientCaFile) }),
+    cert: await readPem('TLS_CERT_FILE', files.certFile),
+    key: await readPem('TLS_KEY_FILE', files.keyFile),
+    ...(files.clientCaFile !== undefined && { ca: await readPem('TLS_CLIENT_CA_FILE', files.clientCaFile) }),
     // With a CRL, OpenSSL checks every certificate of a client's chain below the trust anchor (CRL_CHECK_ALL).
     ...(files.crlFile !== undefined && { crl: await readCrls(files.crlFile) })
   }
@@ -69,13 +89,29 @@ function trustOf (material: SecureContextOptions): string {
 export interface TlsReloader {
   lastReloadError (): { message: string, at: string } | undefined
   /**
-   * Whether the connection was opened under the client CA and CRL now in force. One opened before
-   * they changed was checked against the old ones: its certificate may be revoked since.
+   * Whether the connection was accepted under the client CA and CRL now in force. One accepted
+   * before they changed was checked against the old ones, even if its handshake ended after the
+   * change: its certificate may be revoked since.
    */
   isCurrent (socket: TLSSocket): boolean
-  /** Reads the files again now (SIGHUP); a bad set keeps the context in force, as a change does. */
+  /**
+   * Reads the files again now (SIGHUP); a bad set keeps the context in force, as a change does.
+   * Resolves once a read that started after this call has been applied (or refused).
+   */
   reload (): Promise<void>
   close (): Promise<void>
+}
+
+/**
+ * The TCP socket a server-side TLS socket runs on. Node keeps it as `_parent` (lib/_tls_wrap.js)
+ * and has no public accessor; without it, the TLS socket itself is answered, which is never
+ * tagged, so every certificate connection counts as not current (fails closed).
+ */
+function tcpSocketOf (socket: TLSSocket): Socket {
+  // `as`: `_parent` is not in Node's types; it is checked before use.
+  const parent: unknown = (socket as TLSSocket & { _parent?: unknown })._parent
+  /* c8 ignore next -- always a Socket on the Node this runs on; the fallback is for a Node that drops it */
+  return parent instanceof Socket ? parent : socket
 }
 
 /**
@@ -87,13 +123,18 @@ export interface TlsReloader {
 export async function watchTlsFiles (server: HttpsServer, files: TlsFiles, log: WatchedFileLogger, initial: SecureContextOptions): Promise<TlsReloader> {
   let lastReloadError: { message: string, at: string } | undefined
   const watched: Array<WatchedFile<unknown>> = []
-  // Each connection is tagged with the client trust (CA and CRL) it was checked under: the number of
+  // Each connection is tagged with the client trust (CA and CRL) it is checked under: the number of
   // changes to it so far. A renewed server certificate alone leaves open connections as they are.
   let trust = trustOf(initial)
   let trustChanges = 0
-  const openedUnder = new WeakMap<TLSSocket, number>()
-  const tag = (socket: TLSSocket): void => { openedUnder.set(socket, trustChanges) }
-  server.on('secureConnection', tag)
+  // Node gives a connection its secure context when the TCP connection is accepted (its
+  // 'connection' listener makes the TLSSocket with the server's context of that moment), not when
+  // the handshake ends: a handshake held back past a reload is still checked against the old CRL.
+  // So the tag is taken on accept, in the same synchronous step as Node's own listener;
+  // setSecureContext and trustChanges change together below, so the two always agree.
+  const acceptedUnder = new WeakMap<Socket, number>()
+  const tag = (socket: Socket): void => { acceptedUnder.set(socket, trustChanges) }
+  server.prependListener('connection', tag)
   const apply = async (): Promise<void> => {
     try {
       const material = await readTlsFiles(files)
@@ -109,6 +150,25 @@ export async function watchTlsFiles (server: HttpsServer, files: TlsFiles, log: 
       log.error({ problem: (err as Error).message }, 'TLS reload failed; new connections still get the previous certificate')
     }
   }
+  // Reloads run one at a time: each file's watcher and SIGHUP ask for one, and two reads running
+  // together could finish out of order, an older read reinstating an old CRL after a newer one.
+  // A request made while one runs waits for it and then reads again; requests made meanwhile
+  // join that one (it starts after all of them, so it reads what they were asked for).
+  let running: Promise<void> | undefined
+  let queued: Promise<void> | undefined
+  const start = (): Promise<void> => {
+    running = apply().finally(() => { running = undefined })
+    return running
+  }
+  const reload = (): Promise<void> => {
+    if (queued !== undefined) return queued
+    if (running === undefined) return start()
+    queued = running.then(() => {
+      queued = undefined
+      return start()
+    })
+    return queued
+  }
   const paths = [files.certFile, files.keyFile, files.clientCaFile, files.crlFile].filter((path) => path !== undefined)
   for (const path of paths) {
     watched.push(await watchedFile({
@@ -117,16 +177,18 @@ export async function watchTlsFiles (server: HttpsServer, files: TlsFiles, log: 
       watch: true,
       log,
       parse: async () => undefined,
-      onReload: (outcome) => { if (outcome === 'reloaded') apply().catch(() => {}) }
+      onReload: (outcome) => { if (outcome === 'reloaded') reload().catch(() => {}) }
     }))
   }
   return {
     lastReloadError: () => lastReloadError,
-    reload: apply,
-    isCurrent: (socket) => openedUnder.get(socket) === trustChanges,
+    reload,
+    isCurrent: (socket) => acceptedUnder.get(tcpSocketOf(socket)) === trustChanges,
     async close () {
-      server.off('secureConnection', tag)
+      server.off('connection', tag)
       await Promise.all(watched.map((file) => file.close()))
+      await queued
+      await running
     }
   }
 }
