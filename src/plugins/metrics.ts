@@ -6,6 +6,7 @@ import { normalizeSignMethod, type SignMethod } from '../core/sign-method.js'
 import { isAppError } from '../errors.js'
 import type { DeviceKeys, DeviceStore } from '../store/store.js'
 import { CounterCells, HistogramCells } from './metric-cells.js'
+import type { RateLimitSharing } from './rate-limits.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -197,6 +198,30 @@ function storeMetrics (registry: Registry, store: () => DeviceStore): Metrics & 
   }
 }
 
+/** Whether the rate-limit counters are shared through Redis now, and how often the breaker opened; read at each scrape, only with RATE_LIMIT_REDIS_URL. */
+function sharingMetrics (registry: Registry, sharing: () => RateLimitSharing | undefined): () => void {
+  let gauges: { shared: Gauge, openings: Gauge } | undefined
+  return () => {
+    const now = sharing()
+    if (now === undefined) return
+    gauges ??= {
+      shared: new Gauge({
+        name: `${PREFIX}rate_limit_shared`,
+        help: 'Whether the rate-limit counters are shared through Redis now (1) or counted in this process alone (0: Redis down or not answering); only with RATE_LIMIT_REDIS_URL.',
+        registers: [registry]
+      }),
+      // A counter the rate limits keep, read at each scrape: a gauge in prom-client terms, a counter in Prometheus'.
+      openings: new Gauge({
+        name: `${PREFIX}rate_limit_breaker_openings_total`,
+        help: 'Times a command to Redis failed or timed out while connected, so counting went on in this process alone until a check found Redis answering; only with RATE_LIMIT_REDIS_URL.',
+        registers: [registry]
+      })
+    }
+    gauges.shared.set(now.shared ? 1 : 0)
+    gauges.openings.set(now.openings)
+  }
+}
+
 async function metrics (app: FastifyInstance, { enabled, defaultSignMethod, version }: MetricsOptions): Promise<void> {
   if (!enabled) {
     app.decorate('metrics', OFF)
@@ -209,6 +234,7 @@ async function metrics (app: FastifyInstance, { enabled, defaultSignMethod, vers
     .set({ version }, 1)
   const stores = storeMetrics(registry, () => app.store)
   app.decorate('metrics', { instrumentStore: stores.instrumentStore, storeReloaded: stores.storeReloaded })
+  const sharing = sharingMetrics(registry, () => app.limits.sharing())
   const observe = requestMetrics(registry, defaultSignMethod)
   app.addHook('onResponse', (request, reply, done) => {
     observe(request, reply)
@@ -220,6 +246,7 @@ async function metrics (app: FastifyInstance, { enabled, defaultSignMethod, vers
   app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
     // Each metric is collected at the same time as the others: what the store says is read first.
     await stores.refresh()
+    sharing()
     const text = await registry.metrics()
     return reply.type(registry.contentType).send(text)
   })

@@ -30,9 +30,17 @@ export interface RateLimitHealth {
   batchItemsPerCaller: number
   verifyPerDevice: number
   verifyPerCaller: number
-  /** Whether the counters are shared with the other replicas now (Redis configured and reachable). */
+  /** Whether the counters are shared with the other replicas now (Redis configured, reachable and answering). */
   shared: boolean
-  redis?: 'up' | 'down'
+  /** up; down: not connected; unresponsive: connected, but a command failed or timed out and no check has found it answering since. */
+  redis?: 'up' | 'down' | 'unresponsive'
+}
+
+/** What /metrics says about sharing the counters through Redis; undefined without RATE_LIMIT_REDIS_URL. */
+export interface RateLimitSharing {
+  shared: boolean
+  /** Times the breaker opened (a command to Redis failed or timed out) since the start. */
+  openings: number
 }
 
 /** A device, as the limits name it. */
@@ -71,6 +79,8 @@ declare module 'fastify' {
       /** The per-item limits of one POST /sign/batch request. */
       batch: (request: FastifyRequest) => BatchLimits
       health: () => RateLimitHealth
+      /** Undefined without RATE_LIMIT_REDIS_URL. */
+      sharing: () => RateLimitSharing | undefined
     }
   }
 }
@@ -81,6 +91,10 @@ export type Limit = (request: FastifyRequest, reply: FastifyReply) => Promise<vo
 const MINUTE_MS = 60_000
 /** At most one warning about Redis per this long: an outage must be loud, not flood the log. */
 const WARN_EVERY_MS = 10_000
+/** How long a command to Redis may take before the counting goes on locally (and the breaker opens). */
+export const REDIS_COMMAND_TIMEOUT_MS = 250
+/** While the breaker is open, Redis is asked (PING) this often whether it answers again. */
+export const REDIS_PROBE_EVERY_MS = 500
 
 /**
  * Who a request comes from, for the per-caller limits: the token's name or the certificate's
@@ -117,7 +131,7 @@ async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Pro
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       connectTimeout: 1000,
-      commandTimeout: 250,
+      commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
       retryStrategy: (attempt) => Math.min(attempt * 250, 2000)
     })
   let warnedAt = 0
@@ -126,17 +140,47 @@ async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Pro
     warnedAt = Date.now()
     log.warn({ problem }, 'rate-limit Redis unreachable: counting in this process alone until it is back')
   }
+  // The breaker: a command that failed or timed out while connected opens it, and until a PING (or
+  // a reconnection's ready check) is answered, counting is local and synchronous, so a Redis that
+  // hangs with its connection up costs no more than one that is gone: no request waits for it.
+  let answering = true
+  let openings = 0
+  let probe: NodeJS.Timeout | undefined
+  const shut = (): void => {
+    answering = true
+    clearInterval(probe)
+  }
+  const open = (problem: string): void => {
+    answering = false
+    openings++
+    log.warn({ problem }, `rate-limit Redis not answering: counting in this process alone, asking it again every ${REDIS_PROBE_EVERY_MS} ms`)
+    // One PING at a time: it times out (REDIS_COMMAND_TIMEOUT_MS) before the next; while Redis is
+    // not connected it fails at once, and the reconnection's ready check shuts the breaker.
+    probe = setInterval(() => {
+      redis?.ping().then(() => {
+        shut()
+        log.info('rate-limit Redis answering again: counters shared through Redis')
+      }, () => {})
+    }, REDIS_PROBE_EVERY_MS).unref()
+  }
   if (redis !== undefined) {
     redis.on('ready', () => {
       warnedAt = 0
+      shut()
       log.info('rate-limit counters shared through Redis')
     })
     // Never the URL: it may hold a password.
     redis.on('error', (err: Error) => warn(err.message))
-    app.addHook('onClose', async () => { redis.disconnect() })
+    app.addHook('onClose', async () => {
+      clearInterval(probe)
+      redis.disconnect()
+    })
   }
+  const isUp = (): boolean => answering && redis?.status === 'ready'
+  // Commands already sent when the breaker opened fail too: one opening for them all.
+  const failed = (err: Error): void => { if (answering) open(err.message) }
   // One set of counters per limit: keys of one limit never crowd out those of another.
-  const shared = { redis, isUp: () => redis?.status === 'ready', failed: (err: Error) => warn(err.message) }
+  const shared = { redis, isUp, failed }
   const clock = options.clock ?? Date.now
   const counters = (name: string): Counters => new Counters(name, MINUTE_MS, shared, clock)
 
@@ -229,9 +273,10 @@ async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Pro
       batchItemsPerCaller: options.batchItemsPerCaller,
       verifyPerDevice: options.verifyPerDevice,
       verifyPerCaller: options.verifyPerCaller,
-      shared: redis?.status === 'ready',
-      ...(redis !== undefined && { redis: redis.status === 'ready' ? 'up' as const : 'down' as const })
-    })
+      shared: isUp(),
+      ...(redis !== undefined && { redis: redis.status !== 'ready' ? 'down' as const : answering ? 'up' as const : 'unresponsive' as const })
+    }),
+    sharing: () => redis === undefined ? undefined : { shared: isUp(), openings }
   })
 }
 

@@ -48,7 +48,8 @@ const accessSchema = z.object({
     verifyPerDevice: z.number().int(),
     verifyPerCaller: z.number().int(),
     shared: z.boolean().describe('Counters shared with the other replicas through Redis now.'),
-    redis: z.enum(['up', 'down']).optional()
+    redis: z.enum(['up', 'down', 'unresponsive']).optional()
+      .describe('RATE_LIMIT_REDIS_URL: up; down: not connected; unresponsive: connected, but a command failed or timed out and no check has found it answering since (counting is local meanwhile).')
   }),
   tls: z.object({ lastReloadError: reloadErrorSchema.optional() }).optional()
 }).meta({ id: 'AccessHealth' })

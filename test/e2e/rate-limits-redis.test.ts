@@ -1,6 +1,8 @@
 // Two service processes share one real Redis: one per-device limit between them; with Redis gone they go on, counting alone, loudly.
+import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import t from 'tap'
+import { REDIS_COMMAND_TIMEOUT_MS } from '../../src/plugins/rate-limits.js'
 import { buildTestApp } from '../helper.js'
 import { CHILD_BUDGET_MS, sign, start, waitFor } from './process-helper.js'
 import { startRedis } from './redis-helper.js'
@@ -41,24 +43,59 @@ t.test('two replicas sharing one Redis enforce one per-device limit between them
   await back.kill()
 })
 
-t.test('a Redis that stops answering while connected: each request waits at most its command timeout, then counts alone, loudly', async (t) => {
+t.test('a Redis that hangs with its connection up (SIGSTOP): the breaker opens at the first timeout, no request waits for Redis, /readyz and /metrics say counting is local, and sharing resumes by itself', async (t) => {
   const redis = await startRedis(t)
-  const server = await start(t, { RATE_LIMIT_REDIS_URL: redis.url, RATE_LIMIT_PER_DEVICE: '30' })
+  const server = await start(t, { RATE_LIMIT_REDIS_URL: redis.url, RATE_LIMIT_PER_DEVICE: '1000' })
   await waitFor(server, /rate-limit counters shared through Redis/)
+  const readyz = async (): Promise<unknown> => (await (await fetch(`http://127.0.0.1:${server.port}/readyz`)).json() as { access: { rateLimits: unknown } }).access.rateLimits
+  const metric = async (name: string): Promise<string | undefined> =>
+    new RegExp(`^${name} (\\S+)$`, 'm').exec(await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text())?.[1]
+  t.equal(await metric('enos_signer_rate_limit_shared'), '1')
+  t.equal(await metric('enos_signer_rate_limit_breaker_openings_total'), '0')
   const admin = new Redis(redis.url)
-  t.teardown(() => admin.disconnect())
-  // Every client's commands are held for 5 s; the connection stays up, so the service still takes Redis as ready.
-  await admin.call('CLIENT', 'PAUSE', '5000')
-  const [res] = await Promise.all([sign(server.port, device), waitFor(server, /"problem":"Command timed out"[^\n]*rate-limit Redis unreachable/)])
-  t.equal(res.status, 200, 'signed, counted in this process')
+  const pid = Number(/process_id:(\d+)/.exec(await admin.info('server'))?.[1])
+  admin.disconnect()
+  // The process stops; its socket stays open, so the service's connection stays 'ready'.
+  process.kill(pid, 'SIGSTOP')
+  t.teardown(() => { try { process.kill(pid, 'SIGCONT') } catch {} })
+
+  // Both limits on (per caller, per device): before the breaker, each request waited the command timeout twice.
+  const requests = 20
+  const started = performance.now()
+  const statuses: number[] = []
+  // The first few at once: those already waiting on Redis when the breaker opens go on locally too.
+  const together = 5
+  statuses.push(...await Promise.all(Array.from({ length: together }, async () => (await sign(server.port, device)).status)))
+  for (let i = together; i < requests; i++) statuses.push((await sign(server.port, device)).status)
+  const elapsed = performance.now() - started
+  t.same(statuses, Array(requests).fill(200), 'signed, counted in this process')
+  t.ok(elapsed < requests * REDIS_COMMAND_TIMEOUT_MS, `${requests} requests in ${Math.round(elapsed)} ms: fewer than one command timeout each (only the first ones waited, once)`)
+  await waitFor(server, /"problem":"Command timed out"[^\n]*rate-limit Redis not answering: counting in this process alone/)
+  t.match(await readyz(), { shared: false, redis: 'unresponsive' })
+  t.equal(await metric('enos_signer_rate_limit_shared'), '0')
+  t.equal(await metric('enos_signer_rate_limit_breaker_openings_total'), '1')
+
+  process.kill(pid, 'SIGCONT')
+  await waitFor(server, /rate-limit Redis answering again: counters shared through Redis/)
+  t.match(await readyz(), { shared: true, redis: 'up' })
+  t.equal(await metric('enos_signer_rate_limit_shared'), '1')
+  const other = { productKey: 'Ab12Cd34', deviceKey: 'boiler-0001' }
+  t.equal((await sign(server.port, other)).status, 200)
+  const again = new Redis(redis.url)
+  t.teardown(() => again.disconnect())
+  t.same((await again.keys('*:device:*')).map((key) => key.replace(/^.*:device:\d+:/, '')), ['Ab12Cd34/boiler-0001'], 'counted in Redis again; the device signed while Redis hung was counted locally, not there')
+  t.equal(await metric('enos_signer_rate_limit_breaker_openings_total'), '1', 'opened once for the whole hang')
   server.child.kill('SIGTERM')
   t.same(await server.exit, [0, null])
 })
 
-t.test('a Redis that is not there at startup: the service starts, counts alone, and says so', async (t) => {
+t.test('a Redis that is not there at startup: the service starts, counts alone, and says so, once', async (t) => {
   const server = await start(t, { RATE_LIMIT_REDIS_URL: 'redis://127.0.0.1:1', RATE_LIMIT_PER_DEVICE: '2' })
   await waitFor(server, /rate-limit Redis unreachable/)
   t.same([(await sign(server.port, device)).status, (await sign(server.port, device)).status, (await sign(server.port, device)).status], [200, 200, 429])
+  // Time for a few more connection attempts (every 250, 500, 750 ms ...), each refused: one warning per 10 s, not one each.
+  await sleep(1500)
+  t.equal(server.output().match(/rate-limit Redis unreachable/g)?.length, 1, 'warned once')
   server.child.kill('SIGTERM')
   t.same(await server.exit, [0, null])
 })
