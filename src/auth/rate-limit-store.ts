@@ -9,9 +9,9 @@ export interface RedisCounting {
 export interface SharedCounters {
   /** An ioredis client; undefined: counters are this process's alone. */
   redis: RedisCounting | undefined
-  /** Whether Redis can be asked now (connected); when not, counting goes on locally. */
+  /** Whether Redis can be asked now (connected, and answering: no command has failed since a check found it answering); when not, counting goes on locally, synchronously. */
   isUp (): boolean
-  /** Called when asking Redis failed: counting goes on locally, loudly. */
+  /** Called when asking Redis failed or timed out: counting goes on locally, loudly, until a check finds Redis answering. */
   failed (err: Error): void
 }
 
