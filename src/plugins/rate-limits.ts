@@ -146,6 +146,9 @@ async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Pro
   let answering = true
   let openings = 0
   let probe: NodeJS.Timeout | undefined
+  // A flapping Redis (PING answered, the next count timing out) opens it again and again: one warning per WARN_EVERY_MS, and its closing.
+  let loggedAt = -WARN_EVERY_MS
+  let loud = false
   const shut = (): void => {
     answering = true
     clearInterval(probe)
@@ -153,13 +156,17 @@ async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Pro
   const open = (problem: string): void => {
     answering = false
     openings++
-    log.warn({ problem }, `rate-limit Redis not answering: counting in this process alone, asking it again every ${REDIS_PROBE_EVERY_MS} ms`)
+    loud = Date.now() - loggedAt >= WARN_EVERY_MS
+    if (loud) {
+      loggedAt = Date.now()
+      log.warn({ problem, openings }, `rate-limit Redis not answering: counting in this process alone, asking it again every ${REDIS_PROBE_EVERY_MS} ms`)
+    }
     // One PING at a time: it times out (REDIS_COMMAND_TIMEOUT_MS) before the next; while Redis is
     // not connected it fails at once, and the reconnection's ready check shuts the breaker.
     probe = setInterval(() => {
       redis?.ping().then(() => {
         shut()
-        log.info('rate-limit Redis answering again: counters shared through Redis')
+        if (loud) log.info('rate-limit Redis answering again: counters shared through Redis')
       }, () => {})
     }, REDIS_PROBE_EVERY_MS).unref()
   }

@@ -85,6 +85,17 @@ t.test('a Redis that hangs with its connection up (SIGSTOP): the breaker opens a
   t.teardown(() => again.disconnect())
   t.same((await again.keys('*:device:*')).map((key) => key.replace(/^.*:device:\d+:/, '')), ['Ab12Cd34/boiler-0001'], 'counted in Redis again; the device signed while Redis hung was counted locally, not there')
   t.equal(await metric('enos_signer_rate_limit_breaker_openings_total'), '1', 'opened once for the whole hang')
+
+  // Hung again soon after (a flapping Redis): opened and closed again, quietly (one warning per 10 s).
+  process.kill(pid, 'SIGSTOP')
+  t.equal((await sign(server.port, other)).status, 200)
+  t.match(await readyz(), { shared: false, redis: 'unresponsive' })
+  t.equal(await metric('enos_signer_rate_limit_breaker_openings_total'), '2')
+  process.kill(pid, 'SIGCONT')
+  while (((await readyz()) as { shared: boolean }).shared !== true) await sleep(50)
+  t.equal(await metric('enos_signer_rate_limit_shared'), '1')
+  t.equal(server.output().match(/rate-limit Redis not answering/g)?.length, 1, 'one warning')
+  t.equal(server.output().match(/rate-limit Redis answering again/g)?.length, 1, 'and one line for its closing')
   server.child.kill('SIGTERM')
   t.same(await server.exit, [0, null])
 })
