@@ -200,25 +200,27 @@ function storeMetrics (registry: Registry, store: () => DeviceStore): Metrics & 
 
 /** Whether the rate-limit counters are shared through Redis now, and how often the breaker opened; read at each scrape, only with RATE_LIMIT_REDIS_URL. */
 function sharingMetrics (registry: Registry, sharing: () => RateLimitSharing | undefined): () => void {
-  let gauges: { shared: Gauge, openings: Gauge } | undefined
+  let metrics: { shared: Gauge, openings: Counter } | undefined
+  let counted = 0
   return () => {
     const now = sharing()
     if (now === undefined) return
-    gauges ??= {
+    metrics ??= {
       shared: new Gauge({
         name: `${PREFIX}rate_limit_shared`,
         help: 'Whether the rate-limit counters are shared through Redis now (1) or counted in this process alone (0: Redis down or not answering); only with RATE_LIMIT_REDIS_URL.',
         registers: [registry]
       }),
-      // A counter the rate limits keep, read at each scrape: a gauge in prom-client terms, a counter in Prometheus'.
-      openings: new Gauge({
+      // The rate limits keep the count; a counter here (a _total name), moved on by what it grew since the last scrape.
+      openings: new Counter({
         name: `${PREFIX}rate_limit_breaker_openings_total`,
         help: 'Times a command to Redis failed or timed out while connected, so counting went on in this process alone until a check found Redis answering; only with RATE_LIMIT_REDIS_URL.',
         registers: [registry]
       })
     }
-    gauges.shared.set(now.shared ? 1 : 0)
-    gauges.openings.set(now.openings)
+    metrics.shared.set(now.shared ? 1 : 0)
+    metrics.openings.inc(now.openings - counted)
+    counted = now.openings
   }
 }
 

@@ -52,6 +52,7 @@ t.test('a Redis that hangs with its connection up (SIGSTOP): the breaker opens a
     new RegExp(`^${name} (\\S+)$`, 'm').exec(await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text())?.[1]
   t.equal(await metric('enos_signer_rate_limit_shared'), '1')
   t.equal(await metric('enos_signer_rate_limit_breaker_openings_total'), '0')
+  t.match(await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text(), /^# TYPE enos_signer_rate_limit_breaker_openings_total counter$/m, 'a _total name is a counter')
   const admin = new Redis(redis.url)
   const pid = Number(/process_id:(\d+)/.exec(await admin.info('server'))?.[1])
   admin.disconnect()
