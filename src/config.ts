@@ -126,7 +126,7 @@ export const envSchema = z.object({
   RATE_LIMIT_VERIFY_PER_CALLER: whole('must be a whole number from 0 to 1000000', 0, 1_000_000, 0)
     .describe('POST /verify requests a minute per caller (the broker). Off by default: a whole fleet connects through one broker token, so strangers could spend it. 0: no limit.'),
   RATE_LIMIT_REDIS_URL: z.string().trim().regex(/^rediss?:\/\/[^\s]+$/, 'must be a redis:// or rediss:// URL').optional()
-    .describe('Redis that the replicas share the rate-limit counters through. Unset, or while it is unreachable: each process counts alone.'),
+    .describe('Redis that the replicas share the rate-limit counters through. Unset, or while it is unreachable or not answering (within 250 ms): each process counts alone.'),
   TLS_CERT_FILE: optionalText.describe('Serve HTTPS with this PEM certificate (chain); reloaded when it changes. Needs TLS_KEY_FILE.'),
   TLS_KEY_FILE: optionalText.describe('The PEM private key of TLS_CERT_FILE; reloaded when it changes.'),
   TLS_CLIENT_CA_FILE: optionalText
