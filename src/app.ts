@@ -177,7 +177,8 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
     streamMaxItems: config.batchStream.maxItems,
     streamMaxMs: config.batchStream.maxMs,
     maxLineBytes: config.bodyLimit,
-    idleMs: config.requestTimeoutMs
+    idleMs: config.requestTimeoutMs,
+    streamsPerCaller: config.batchStream.perCaller
   })
   await app.register(verifyRoute, { ...config.verify, clock: signing.clock })
   return app

@@ -149,6 +149,8 @@ export const envSchema = z.object({
     .describe('Most lines one NDJSON stream of POST /sign/batch answers; past it the stream ends with a STREAM_LIMIT_REACHED line and the client sends the rest in a new stream.'),
   BATCH_STREAM_MAX_MS: whole('must be a whole number of milliseconds from 1000 to 86400000 (24 h)', 1000, 86_400_000, 3_600_000)
     .describe('Longest time one NDJSON stream of POST /sign/batch stays open, sending or not; past it the stream ends with a STREAM_LIMIT_REACHED line and the client sends the rest in a new stream.'),
+  BATCH_STREAMS_PER_CALLER: whole('must be a whole number from 0 to 100000', 0, 100_000, 4)
+    .describe('Most NDJSON streams of POST /sign/batch one caller (token, device certificate, or client address when open) has open at once; a stream past it gets 429 RATE_LIMITED. 0: no limit.'),
   BODY_LIMIT: whole('must be a whole number of bytes from 1024 to 16777216', 1024, 16 * 1024 * 1024, 16 * 1024)
     .describe('Largest request body accepted, in bytes; larger ones get 413.'),
   REQUEST_TIMEOUT_MS: millis(10_000).describe('Time a client has to send a whole request.'),
@@ -190,8 +192,8 @@ export interface Config {
   /** POST /verify: MAX_CREDENTIAL_AGE_MS (0: off), VERIFY_NOT_OURS, VERIFY_UNKNOWN_CACHE_MS (0: off). */
   verify: { maxAgeMs: number, notOurs: (typeof VERIFY_NOT_OURS_ANSWERS)[number], unknownCacheMs: number }
   batchMaxItems: number
-  /** One NDJSON stream: BATCH_STREAM_MAX_ITEMS lines answered, BATCH_STREAM_MAX_MS open. */
-  batchStream: { maxItems: number, maxMs: number }
+  /** One NDJSON stream: BATCH_STREAM_MAX_ITEMS lines answered, BATCH_STREAM_MAX_MS open; BATCH_STREAMS_PER_CALLER open at once per caller (0: no limit). */
+  batchStream: { maxItems: number, maxMs: number, perCaller: number }
   bodyLimit: number
   requestTimeoutMs: number
   keepAliveTimeoutMs: number
@@ -337,7 +339,7 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
     maxConnections: e.MAX_CONNECTIONS,
     verify: Object.freeze({ maxAgeMs: e.MAX_CREDENTIAL_AGE_MS, notOurs: e.VERIFY_NOT_OURS, unknownCacheMs: e.VERIFY_UNKNOWN_CACHE_MS }),
     batchMaxItems: e.BATCH_MAX_ITEMS,
-    batchStream: Object.freeze({ maxItems: e.BATCH_STREAM_MAX_ITEMS, maxMs: e.BATCH_STREAM_MAX_MS }),
+    batchStream: Object.freeze({ maxItems: e.BATCH_STREAM_MAX_ITEMS, maxMs: e.BATCH_STREAM_MAX_MS, perCaller: e.BATCH_STREAMS_PER_CALLER }),
     bodyLimit: e.BODY_LIMIT,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS,

@@ -1,7 +1,7 @@
 // POST /sign/batch: many devices in one request, as a JSON batch or as an NDJSON stream; one bad item fails alone.
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { FastifyBaseLogger, FastifyReply } from 'fastify'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import { validatorCompiler, type FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import type { SignMethod } from '../core/sign-method.js'
 import { AppError, isAppError, type ErrorCode } from '../errors.js'
@@ -14,7 +14,7 @@ import type { Broker } from '../schemas/credentials.js'
 import { deviceRefusal, requireScope, type Caller } from '../auth/caller.js'
 import type { BatchAudit } from '../plugins/request-log.js'
 import { callerOf } from '../plugins/auth.js'
-import type { BatchLimits } from '../plugins/rate-limits.js'
+import { callerKey, type BatchLimits } from '../plugins/rate-limits.js'
 import { newBatchAudit, noteFailure, noteSigned, type ItemPosition } from '../plugins/request-log.js'
 import { ACCESS_ERRORS, COMMON_ERRORS, SECURITY, errorResponses } from '../schemas/error.js'
 import { REQUEST_ID_HEADER } from '../schemas/response.js'
@@ -37,6 +37,8 @@ export interface BatchRouteOptions {
   maxLineBytes: number
   /** An NDJSON stream that sends nothing for this long is ended (REQUEST_TIMEOUT_MS). */
   idleMs: number
+  /** BATCH_STREAMS_PER_CALLER: the most NDJSON streams one caller has open at once; 0 is no limit. */
+  streamsPerCaller: number
 }
 
 export const NDJSON = 'application/x-ndjson'
@@ -46,6 +48,17 @@ export const NDJSON = 'application/x-ndjson'
  * longest is about 500 bytes of JSON; the rest leaves room for escapes and indentation.
  */
 export const BYTES_PER_ITEM = 1024
+
+/**
+ * The most lines of an NDJSON stream signed, and answered, in one step: a chunk of many short
+ * lines (a 64 KiB chunk holds 20,000 lines of `{}`) is answered in slices of this many, each written
+ * only when the answer can take it, so the work and memory per step stay bounded (a slice's
+ * answer is at most about 100 KB).
+ */
+export const STREAM_SLICE_LINES = 256
+
+/** Retry-After (seconds) of a stream refused for BATCH_STREAMS_PER_CALLER: a stream of the caller's must end first. */
+const STREAMS_RETRY_AFTER_SECONDS = 5
 
 /** The item's reference when it has a usable one, so that even a failed item can be matched up. */
 function referenceOf (value: unknown): string | undefined {
@@ -291,8 +304,9 @@ function stoppedLines (stop: StreamStop, summary: BatchSummary, lastLine: number
 
 /**
  * The NDJSON answer: one result line per input line as the input arrives, then the summary line.
- * Each chunk of input is answered with one chunk of output. It is pulled by the response stream,
- * so a reader that is slow holds up the reading of the input too (backpressure both ways). A
+ * The lines are answered in slices of at most STREAM_SLICE_LINES, one chunk of output each. It
+ * is pulled by the response stream, a slice at a time, so a reader that is slow holds up the
+ * signing and the reading of the input too (backpressure both ways). A
  * stream ended early (idle, a limit, its token, shutdown) answers the lines it has read, then an
  * error line and the summary marked `"complete":false`.
  */
@@ -306,7 +320,7 @@ async function * streamResults (signing: Signing, input: Readable, open: () => O
     // An empty first chunk sends the status and headers now: a client that waits for them before
     // sending its lines (as fetch does) would otherwise wait for a server waiting for its lines.
     yield ''
-    for await (let lines of splitLines(withIdleLimit(input, options.idleMs, stream.signal), options.maxLineBytes)) {
+    for await (let lines of splitLines(withIdleLimit(input, options.idleMs, stream.signal), options.maxLineBytes, STREAM_SLICE_LINES)) {
       const room = options.streamMaxItems - summary.total
       if (lines.length > room) {
         lines = lines.slice(0, room)
@@ -350,6 +364,33 @@ const batchRoute: FastifyPluginAsyncZod<BatchRouteOptions> = async (app, options
   // The NDJSON streams open now: each takes its caller again when the token file changes, and
   // each is ended (after answering what it has read) when the service shuts down.
   const streams = new Set<OpenStream>()
+  // The NDJSON streams each caller (callerKey) has open now, for BATCH_STREAMS_PER_CALLER.
+  const openPerCaller = new Map<string, number>()
+  /** Counts a new stream of the request's caller, refused past the limit; the count is released when its connection closes. */
+  const holdStreamSlot = (request: FastifyRequest, reply: FastifyReply): void => {
+    const key = callerKey(request)
+    const held = openPerCaller.get(key) ?? 0
+    if (options.streamsPerCaller > 0 && held >= options.streamsPerCaller) {
+      // The body is not read: the connection ends with this answer.
+      reply.header('connection', 'close')
+      throw new AppError('RATE_LIMITED', `this caller already has ${held} NDJSON streams open, the most allowed (BATCH_STREAMS_PER_CALLER): ` +
+        `end one, or retry after ${STREAMS_RETRY_AFTER_SECONDS} s`, { retryAfter: STREAMS_RETRY_AFTER_SECONDS })
+    }
+    openPerCaller.set(key, held + 1)
+    let released = false
+    const release = (): void => {
+      if (released) return
+      released = true
+      const left = (openPerCaller.get(key) as number) - 1
+      if (left === 0) openPerCaller.delete(key)
+      else openPerCaller.set(key, left)
+    }
+    // Whichever comes first: the answer ended (or cut), or its connection closed.
+    reply.raw.once('close', release)
+    request.raw.socket.once('close', release)
+    /* c8 ignore next -- a client gone between its headers and the route: the close events have passed already */
+    if (reply.raw.destroyed || request.raw.socket.destroyed) release()
+  }
   const unsubscribe = app.onTokensChanged(() => {
     for (const stream of streams) stream.check()
   })
@@ -406,6 +447,7 @@ const batchRoute: FastifyPluginAsyncZod<BatchRouteOptions> = async (app, options
           400: 'The body is not a batch: not JSON (MALFORMED_JSON), or not an object with a non-empty `devices` array and nothing else (VALIDATION_FAILED). A bad item is not this: it fails in its own result.',
           413: 'More than BATCH_MAX_ITEMS devices (BATCH_TOO_LARGE: stream them as NDJSON instead), or a JSON body larger than 1 KiB per allowed device (PAYLOAD_TOO_LARGE).',
           408: COMMON_ERRORS[408],
+          429: `Too many requests from this caller (RATE_LIMIT_PER_CALLER), or, for an ${NDJSON} stream, BATCH_STREAMS_PER_CALLER streams of this caller are open already (RATE_LIMITED); retry after Retry-After seconds.`,
           415: `The body is neither application/json nor ${NDJSON} (UNSUPPORTED_MEDIA_TYPE).`,
           500: COMMON_ERRORS[500],
           503: 'The service is stopping (SHUTTING_DOWN); retry after Retry-After seconds. A store that cannot answer fails each item instead (STORE_UNAVAILABLE).'
@@ -427,6 +469,7 @@ const batchRoute: FastifyPluginAsyncZod<BatchRouteOptions> = async (app, options
     }
     const body: unknown = request.body
     if (isStream(body)) {
+      holdStreamSlot(request, reply)
       request.batch = summary
       // Long-lived and one per connection: the connection ends with the answer.
       reply.header('connection', 'close')
@@ -435,7 +478,8 @@ const batchRoute: FastifyPluginAsyncZod<BatchRouteOptions> = async (app, options
         if (reason !== undefined) request.reason = reason
       }
       const open = (): OpenStream => new OpenStream(streams, signing, () => app.currentCaller(request), options.streamMaxMs, (stop) => onEnd(stop.code, stop.why))
-      return sendWritten(reply, NDJSON, Readable.from(streamResults(signing, body, open, options, onEnd)))
+      // One slice waits in the response stream at most: the next one is signed once it is taken.
+      return sendWritten(reply, NDJSON, Readable.from(streamResults(signing, body, open, options, onEnd), { highWaterMark: 1 }))
     }
     const { devices } = body as { devices: unknown[] }
     if (devices.length > maxItems) {

@@ -45,11 +45,12 @@ const CR = 0x0d
 
 /**
  * Cuts chunks into lines at LF (a CR before it is dropped), yielding the lines of each chunk
- * together. Blank lines are not yielded but keep their number. A line longer than `maxBytes` is
+ * together, at most `maxLines` at a time (a chunk of many short lines is yielded in groups, the
+ * next cut only once the consumer asks for it, so the work and memory per step stay bounded). Blank lines are not yielded but keep their number. A line longer than `maxBytes` is
  * yielded as `tooLong` and its bytes are dropped as they arrive, so memory stays bounded by
  * `maxBytes` whatever the input. A last line without a newline is a line too.
  */
-export async function * splitLines (chunks: AsyncIterable<Buffer>, maxBytes: number): AsyncGenerator<Line[]> {
+export async function * splitLines (chunks: AsyncIterable<Buffer>, maxBytes: number, maxLines = Infinity): AsyncGenerator<Line[]> {
   let number = 0
   let pending: Buffer[] = []
   let pendingBytes = 0
@@ -72,11 +73,15 @@ export async function * splitLines (chunks: AsyncIterable<Buffer>, maxBytes: num
   }
 
   for await (const chunk of chunks) {
-    const out: Line[] = []
+    let out: Line[] = []
     let start = 0
     for (let end = chunk.indexOf(NEWLINE); end !== -1; end = chunk.indexOf(NEWLINE, start)) {
       finish(chunk.subarray(start, end), out)
       start = end + 1
+      if (out.length >= maxLines) {
+        yield out
+        out = []
+      }
     }
     const rest = chunk.subarray(start)
     if (!tooLong && pendingBytes + rest.length > maxBytes) {

@@ -54,3 +54,11 @@ t.test('withIdleLimit passes chunks through, ends with the stream, and throws wh
   for await (const chunk of withIdleLimit(done, 1000)) all.push(chunk.toString())
   t.same(all, ['c'])
 })
+
+t.test('with maxLines, a chunk of many lines is yielded in groups of at most that many, each cut only when asked for', async (t) => {
+  const groups: number[][] = []
+  const chunk = Array.from({ length: 7 }, (_, i) => `{"n":${i}}`).join('\n') + '\n'
+  const lines = splitLines(chunksOf(chunk, '{"n":7}\n'), 64, 3)
+  for await (const group of lines) groups.push(group.map((line) => line.number))
+  t.same(groups, [[1, 2, 3], [4, 5, 6], [7], [8]])
+})
