@@ -27,7 +27,7 @@ const DURATION = envNumber('BENCH_DURATION', 8)
 const ROUNDS = Math.round(envNumber('BENCH_ROUNDS', 3))
 const CONNECTIONS = Math.round(envNumber('BENCH_CONNECTIONS', 4))
 const STREAM_LINES = Math.round(envNumber('BENCH_STREAM_LINES', 1_000_000))
-const DISTINCT = Math.round(envNumber('BENCH_DISTINCT', 1_000_000))
+const DISTINCT = process.env.BENCH_DISTINCT === '0' ? 0 : Math.round(envNumber('BENCH_DISTINCT', 1_000_000))
 const ITEMS = 1000
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const TIMESTAMP = '1795594636999'
