@@ -1,45 +1,14 @@
 // NDJSON streams on real sockets, bounded: a client that never reads holds little server memory and stalls its own writes; streams per caller are limited.
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
-import { request, type ClientRequest, type IncomingMessage } from 'node:http'
+import type { ClientRequest, IncomingMessage } from 'node:http'
 import t from 'tap'
 import { buildTestApp, makeToken, writeTokenFile } from '../helper.js'
+import { openStream, readAll, writeUntilStalled } from './ndjson-client.js'
 import { CHILD_BUDGET_MS, start } from './process-helper.js'
-
-interface Stream { req: ClientRequest, response: Promise<IncomingMessage> }
-
-function openStream (port: number, token = ''): Stream {
-  const headers = { 'content-type': 'application/x-ndjson', ...(token !== '' && { authorization: `Bearer ${token}` }) }
-  const req = request({ port, host: '127.0.0.1', method: 'POST', path: '/sign/batch', headers })
-  req.on('error', () => {})
-  const response = once(req, 'response').then(([res]) => res as IncomingMessage)
-  req.flushHeaders()
-  return { req, response }
-}
-
-async function readAll (res: IncomingMessage): Promise<string> {
-  let text = ''
-  for await (const chunk of res) text += String(chunk)
-  return text
-}
 
 /** A 64 KiB chunk of the shortest lines there are: each one an item that fails validation, answered by a result line 50 times its size. */
 const TINY_LINES = '{}\n'.repeat(Math.floor(65536 / 3))
-
-/**
- * Writes chunks of tiny lines without reading the answer, until the writes are held back for
- * good: no 'drain' for 5 s (a busy machine can take over a second for a chunk). Resolves with the
- * bytes written.
- */
-async function writeUntilStalled (req: ClientRequest): Promise<number> {
-  let written = 0
-  for (;;) {
-    written += TINY_LINES.length
-    if (req.write(TINY_LINES)) continue
-    const drained = await Promise.race([once(req, 'drain').then(() => true), new Promise<boolean>((resolve) => setTimeout(resolve, 5000, false))])
-    if (!drained) return written
-  }
-}
 
 const rssMb = (pid: number): number => Number((/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8')) as RegExpExecArray)[1]) / 1024
 
@@ -58,7 +27,7 @@ t.test('streams whose clients never read: each stops reading its input (the writ
     const res = await response
     res.on('error', () => {})
     res.pause()
-    return writeUntilStalled(req)
+    return writeUntilStalled(req, TINY_LINES)
   }))
   const after = rssMb(server.child.pid as number)
   t.ok(streams.every(({ req }) => req.writableNeedDrain), 'every client\'s writes are held back')

@@ -1,13 +1,14 @@
 // POST /sign/batch with NDJSON on a real socket: answered as it arrives, backpressure both ways, idle and cut streams.
 import { once } from 'node:events'
 import { renameSync, writeFileSync } from 'node:fs'
-import { request, type ClientRequest, type IncomingMessage } from 'node:http'
+import type { ClientRequest } from 'node:http'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { createFileStore } from '../../src/store/file-store.js'
 import type { DeviceStore } from '../../src/store/store.js'
 import { EXAMPLE_PASSWORDS, buildTestApp, createLogSink, makeToken, writeTokenFile, type TestToken } from '../helper.js'
+import { openStream, readAll, writeUntilStalled } from './ndjson-client.js'
 
 const silent = { info () {}, warn () {}, error () {} }
 
@@ -58,24 +59,6 @@ async function serve (t: Test, env: Record<string, string> = {}, count = 100): P
   const app = await buildTestApp(t, { LOG_LEVEL: 'info', ...env }, { store, logStream: sink.stream })
   await app.listen({ port: 0, host: '127.0.0.1' })
   return { app, port: (app.server.address() as { port: number }).port, sink, lookups: () => lookups, holdNextLookup }
-}
-
-interface Stream { req: ClientRequest, response: Promise<IncomingMessage> }
-
-function openStream (port: number, token = ''): Stream {
-  const headers = { 'content-type': 'application/x-ndjson', ...(token !== '' && { authorization: `Bearer ${token}` }) }
-  const req = request({ port, host: '127.0.0.1', method: 'POST', path: '/sign/batch', headers })
-  req.on('error', () => {})
-  const response = once(req, 'response').then(([res]) => res as IncomingMessage)
-  // Headers go out now, not with the first body write: the server starts answering before the body ends.
-  req.flushHeaders()
-  return { req, response }
-}
-
-async function readAll (res: IncomingMessage): Promise<string> {
-  let text = ''
-  for await (const chunk of res) text += String(chunk)
-  return text
 }
 
 const parseLines = (text: string): Array<Record<string, unknown>> => text.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as Record<string, unknown>)
@@ -467,11 +450,7 @@ t.test('NDJSON – a stream ended by its token and then cut at shutdown (its cli
   // buffers, which then ends instead of being cut.
   let chunk = ''
   for (let i = 0; i < 1000; i++) chunk += line(`dev-${i % 100}`)
-  for (;;) {
-    if (req.write(chunk)) continue
-    const drained = await Promise.race([once(req, 'drain').then(() => true), new Promise<boolean>((resolve) => setTimeout(resolve, 5000, false))])
-    if (!drained) break
-  }
+  await writeUntilStalled(req, chunk)
   replaceTokenFile(path, [])
   await untilStatus(port, holder.token, 401)
   const closing = app.close()

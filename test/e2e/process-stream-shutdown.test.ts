@@ -2,6 +2,7 @@
 import { once } from 'node:events'
 import { request, type ClientRequest, type IncomingMessage } from 'node:http'
 import t from 'tap'
+import { writeUntilStalled } from './ndjson-client.js'
 import { CHILD_BUDGET_MS, start, type RunningServer } from './process-helper.js'
 
 t.setTimeout(2 * CHILD_BUDGET_MS)
@@ -55,12 +56,7 @@ t.test('SIGTERM: a stream that cannot finish (its client does not read) is cut a
   // Write until the request is held back for good: the answer cannot go out, so the stream is stuck.
   // "For good" is 5 s without a drain: a busy machine's server can take over a second for a chunk,
   // and a stop that early leaves an answer small enough for the socket buffers, which then ends.
-  const chunk = line.repeat(1000)
-  for (;;) {
-    if (req.write(chunk)) continue
-    const drained = await Promise.race([once(req, 'drain').then(() => true), new Promise<boolean>((resolve) => setTimeout(resolve, 5000, false))])
-    if (!drained) break
-  }
+  await writeUntilStalled(req, line.repeat(1000))
   server.child.kill('SIGTERM')
   t.same(await server.exit, [0, null])
   req.destroy()
