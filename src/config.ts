@@ -115,8 +115,8 @@ export const envSchema = z.object({
     .describe('Access control: token (Authorization: Bearer, tokens from AUTH_TOKENS_FILE), mtls (device client certificates; tokens work too) or none (open). Default: mtls with TLS_CLIENT_CA_FILE, else token, or none on the bundled example store (by its content) when AUTH_TOKENS_FILE is unset too.'),
   AUTH_TOKENS_FILE: optionalText
     .describe('JSON file of API tokens, stored as SHA-256 hashes: { "tokens": [ { name, sha256, scopes, products, expires? } ] }. Reloaded on change and SIGHUP. Make entries with `enos-mqtt-signer token create`.'),
-  RATE_LIMIT_PER_CALLER: whole('must be a whole number from 0 to 1000000', 0, 1_000_000, 6000)
-    .describe('Requests a minute per caller (token name, device certificate, or client address when open, IPv6 by /64) to POST /sign and POST /sign/batch; a batch or stream is one request here, its devices count against RATE_LIMIT_BATCH_ITEMS_PER_CALLER. 0: no limit.'),
+  RATE_LIMIT_PER_CALLER: wholeNumber('must be a whole number from 0 to 1000000', 0, 1_000_000).optional()
+    .describe('Requests a minute per caller (token name, device certificate, or client address when open, IPv6 by /64) to POST /sign and POST /sign/batch; a batch or stream is one request here, its devices count against RATE_LIMIT_BATCH_ITEMS_PER_CALLER. Fleet tokens are not counted here. Default: 6000, but off with AUTH_MODE=none (a NAT or a load balancer makes many devices one address). 0: no limit.'),
   RATE_LIMIT_PER_DEVICE: whole('must be a whole number from 0 to 1000000', 0, 1_000_000, 30)
     .describe('Signatures a minute per device, shared by POST /sign and every batch item and stream line, so a reboot loop cannot starve the rest. Counted only for devices in the store. 0: no limit.'),
   RATE_LIMIT_BATCH_ITEMS_PER_CALLER: whole('must be a whole number from 0 to 100000000', 0, 100_000_000, 2_000_000)
@@ -200,6 +200,12 @@ export interface Config {
   shutdownTimeoutMs: number
   metricsEnabled: boolean
 }
+
+/**
+ * RATE_LIMIT_PER_CALLER when unset, for tokens and certificates. Open, a caller is an address, and
+ * behind a NAT or a load balancer one address is a whole site or fleet: counted only per device then.
+ */
+const DEFAULT_PER_CALLER = 6000
 
 const MQTT_DETAILS = ['MQTT_PORT', 'MQTT_TLS', 'MQTT_WEBSOCKET_URL'] as const
 
@@ -326,7 +332,7 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
     logLevel: e.LOG_LEVEL,
     auth: Object.freeze({ mode: authMode, exampleOpen: e.AUTH_MODE === undefined && authMode === 'none', tokensFile: e.AUTH_TOKENS_FILE, mtlsIdentity: e.MTLS_IDENTITY }),
     rateLimit: Object.freeze({
-      perCaller: e.RATE_LIMIT_PER_CALLER,
+      perCaller: e.RATE_LIMIT_PER_CALLER ?? (authMode === 'none' ? 0 : DEFAULT_PER_CALLER),
       perDevice: e.RATE_LIMIT_PER_DEVICE,
       batchItemsPerCaller: e.RATE_LIMIT_BATCH_ITEMS_PER_CALLER,
       verifyPerDevice: e.RATE_LIMIT_VERIFY_PER_DEVICE,

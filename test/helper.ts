@@ -99,7 +99,7 @@ export function contractPassword (p: { clientId: string, deviceKey: string, prod
   return createHash(CONTRACT_DIGESTS[p.signMethod.toLowerCase()] as string).update(content + p.deviceSecret, 'utf8').digest('hex').toUpperCase()
 }
 
-export interface TestToken { token: string, entry: { name: string, sha256: string, scopes: string[], products: string[] | '*', expires?: string } }
+export interface TestToken { token: string, entry: { name: string, sha256: string, scopes: string[], products: string[] | '*', expires?: string, fleet?: boolean } }
 
 /** A new random token and the token-file entry for it (the SHA-256 of the token, as the file holds it). */
 export function makeToken (name: string, scopes: string[], products: string[] | '*', expires?: string): TestToken {

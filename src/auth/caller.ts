@@ -13,6 +13,8 @@ export interface Caller {
   devices?: ReadonlyArray<{ productKey: string | undefined, deviceKey: string }>
   /** When the token it comes from expires: a request still open then (an NDJSON stream) stops signing. */
   expires?: Date
+  /** A fleet token (shared by many devices' firmware): limited per device, not by the per-caller budget. */
+  fleet?: true
 }
 
 /** Everyone, when AUTH_MODE=none (or the bundled example store runs open). */

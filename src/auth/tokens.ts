@@ -16,6 +16,11 @@ export interface Token {
   /** The productKeys it may sign for, or `*` for all. */
   products: ReadonlySet<string> | '*'
   expires: Date | undefined
+  /**
+   * A fleet token: one token shared by the firmware of many devices, so it is limited per device
+   * (RATE_LIMIT_PER_DEVICE) and not by the per-caller budget, and may hold only the `sign` scope.
+   */
+  fleet: boolean
 }
 
 /** A token file that cannot be used. The message names entries, never a token or a hash. */
@@ -28,7 +33,8 @@ const entrySchema = z.strictObject({
   sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, 'must be the SHA-256 of the token as 64 hex digits (see `enos-mqtt-signer token create`)'),
   scopes: z.array(z.enum(SCOPES, { error: `must each be one of ${SCOPES.join(', ')}` })).min(1, 'must list at least one scope'),
   products: z.union([z.literal('*'), z.array(z.union([z.literal('*'), z.string().regex(KEY_PATTERN, `must each be "*" or a productKey (${KEY_RULE})`)])).min(1, 'must list at least one productKey, or "*"')]),
-  expires: z.iso.datetime({ offset: true, error: 'must be an ISO date and time, e.g. 2027-06-30T00:00:00Z' }).optional()
+  expires: z.iso.datetime({ offset: true, error: 'must be an ISO date and time, e.g. 2027-06-30T00:00:00Z' }).optional(),
+  fleet: z.boolean({ error: 'must be true or false' }).optional()
 })
 
 const fileSchema = z.strictObject({ tokens: z.array(z.unknown()) }, { error: 'the file must be a JSON object with a "tokens" array' })
@@ -66,8 +72,12 @@ export function parseTokenFile (text: string): Map<string, Token> {
       for (const issue of entry.error.issues) problems.push(`tokens[${i}]${name}: ${issue.path.length === 0 ? '' : `${String(issue.path[0])} `}${issue.message}`)
       return
     }
-    const { sha256, scopes, products, expires } = entry.data
+    const { sha256, scopes, products, expires, fleet = false } = entry.data
     const hex = sha256.toLowerCase()
+    // Shared by many devices' firmware, a fleet token is as secret as the weakest device: it signs one device at a time, nothing more.
+    if (fleet && scopes.some((scope) => scope !== 'sign')) {
+      problems.push(`tokens[${i}]${name}: a fleet token may hold only the "sign" scope (it is shared by the firmware of many devices), not ${[...new Set(scopes.filter((scope) => scope !== 'sign'))].map((scope) => `"${scope}"`).join(' or ')}: give batch signing or verification a token of its own`)
+    }
     if (names.has(entry.data.name)) problems.push(`tokens[${i}]${name}: the name is used by another entry`)
     if (tokens.has(hex)) problems.push(`tokens[${i}]${name}: the same token (sha256) is in another entry`)
     names.add(entry.data.name)
@@ -76,7 +86,8 @@ export function parseTokenFile (text: string): Map<string, Token> {
       hash: Buffer.from(hex, 'hex'),
       scopes: new Set(scopes),
       products: products === '*' || products.includes('*') ? '*' : new Set(products),
-      expires: expires === undefined ? undefined : new Date(expires)
+      expires: expires === undefined ? undefined : new Date(expires),
+      fleet
     })
   })
   if (problems.length > 0) throw new TokenFileError(problems.join('; '))

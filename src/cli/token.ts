@@ -13,6 +13,7 @@ interface CreateOptions {
   scopes: string[]
   products: string[]
   expires?: string
+  fleet?: boolean
 }
 
 const list = (value: string): string[] => value.split(',').map((part) => part.trim()).filter((part) => part !== '')
@@ -24,7 +25,8 @@ export function tokenEntry (token: string, options: CreateOptions): Record<strin
     sha256: createHash('sha256').update(token).digest('hex'),
     scopes: options.scopes,
     products: options.products.length === 1 && options.products[0] === '*' ? '*' : options.products,
-    ...(options.expires !== undefined && { expires: options.expires })
+    ...(options.expires !== undefined && { expires: options.expires }),
+    ...(options.fleet === true && { fleet: true })
   }
 }
 
@@ -57,6 +59,7 @@ export function tokenCommand (io: Io): Command {
       if (!z.iso.datetime({ offset: true }).safeParse(value).success) throw new InvalidArgumentError('must be an ISO date and time, e.g. 2027-06-30T00:00:00Z')
       return value
     })
+    .option('--fleet', 'a fleet token, shared by the firmware of many devices: limited per device (RATE_LIMIT_PER_DEVICE), not per caller; sign scope only')
     .addHelpText('after', '\nRotating a token without downtime: create the new one, add its entry next to the old one, hand the new token ' +
       'out, and remove the old entry once nothing uses it (both work meanwhile).')
     .action((options: CreateOptions) => {

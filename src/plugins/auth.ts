@@ -74,7 +74,7 @@ async function auth (app: FastifyInstance, { mode, tokens, mtlsIdentity, isCurre
     const token = tokens?.find(presented)
     if (token === undefined) throw unauthenticated('the bearer token is not valid', 'invalid_token')
     if (token.expires !== undefined && token.expires.getTime() <= Date.now()) throw unauthenticated('the bearer token has expired', 'invalid_token')
-    return { name: token.name, kind: 'token', scopes: token.scopes, products: token.products, ...(token.expires !== undefined && { expires: token.expires }) }
+    return { name: token.name, kind: 'token', scopes: token.scopes, products: token.products, ...(token.expires !== undefined && { expires: token.expires }), ...(token.fleet && { fleet: true }) }
   }
 
   /** The caller of a client certificate, when one was sent (mtls); TLS has already checked it against TLS_CLIENT_CA_FILE, or not. */

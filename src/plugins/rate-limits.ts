@@ -100,10 +100,14 @@ export const REDIS_PROBE_EVERY_MS = 500
  * Who a request comes from, for the per-caller limits: the token's name or the certificate's
  * device; when open, the client address, IPv6 by its /64 (one host's, or one site's, addresses:
  * a single machine may use any address of its /64) and an IPv4-mapped IPv6 address as the IPv4 one.
+ * A fleet token is not counted by RATE_LIMIT_PER_CALLER, but what is still counted per caller (the
+ * unknown devices it may look up) is counted per token and client address: whoever holds a copy
+ * of it cannot spend that budget for the whole fleet.
  */
 export function callerKey (request: FastifyRequest): string {
   const caller = callerOf(request)
-  return caller.kind === 'open' ? `ip:${addressKey(request.ip)}` : `caller:${caller.name}`
+  if (caller.kind === 'open') return `ip:${addressKey(request.ip)}`
+  return caller.fleet === true ? `caller:${caller.name}@${addressKey(request.ip)}` : `caller:${caller.name}`
 }
 
 /** An IPv4 address as it is; an IPv6 address as its /64 prefix, in one spelling. */
@@ -195,6 +199,8 @@ async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Pro
     if (max === 0) return undefined
     const counts = counters(name)
     return async (request, reply) => {
+      // A fleet token is many devices, each held to RATE_LIMIT_PER_DEVICE: one budget for them all would cap the fleet's boot.
+      if (request.caller?.fleet === true) return
       const key = callerKey(request)
       const { counts: [current = 0], window } = await counts.add([{ group: '', key }])
       if (current <= max) return

@@ -26,6 +26,23 @@ t.test('token create prints a 256-bit token once and an entry the service loads;
   t.match(JSON.parse(again.stderr.slice(again.stderr.indexOf('{'))), { products: '*' })
 })
 
+t.test('token create --fleet prints a fleet entry the service loads (sign only); with sign:batch it is refused, naming why', async (t) => {
+  const result = await runCli(t, ['token', 'create', '--name', 'boiler-firmware', '--scopes', 'sign', '--products', 'P1', '--fleet'])
+  t.equal(result.code, 0)
+  const entry = JSON.parse(result.stderr.slice(result.stderr.indexOf('{'))) as Record<string, unknown>
+  t.match(entry, { name: 'boiler-firmware', scopes: ['sign'], products: ['P1'], fleet: true })
+  const path = `${tempDir(t, 'tokens-')}/tokens.json`
+  writeFileSync(path, JSON.stringify({ tokens: [entry] }))
+  const app = await buildTestApp(t, { AUTH_MODE: 'token', AUTH_TOKENS_FILE: path })
+  const res = await app.inject({ method: 'POST', url: '/sign', headers: { authorization: `Bearer ${result.stdout.trim()}` }, payload: { productKey: 'P1', deviceKey: 'none' } })
+  t.equal(res.statusCode, 404, 'the token is taken (an unknown device of its product)')
+  const batch = await runCli(t, ['token', 'create', '--name', 'firmware', '--scopes', 'sign,sign:batch', '--products', 'P1', '--fleet'])
+  t.equal(batch.code, 2)
+  t.equal(batch.stdout, '')
+  t.equal(batch.stderr, 'token create: a fleet token may hold only the "sign" scope (it is shared by the firmware of many devices), not "sign:batch": give batch signing or verification a token of its own\n')
+  t.match((await runCli(t, ['token', 'create', '--help'])).stdout, /--fleet +a fleet token, shared by the firmware of many devices/)
+})
+
 t.test('token create refuses what the service would refuse, with exit 2 and no token', async (t) => {
   const bad = await runCli(t, ['token', 'create', '--name', 'bad name', '--scopes', 'admin', '--products', 'x y'])
   t.equal(bad.code, 2)

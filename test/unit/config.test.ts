@@ -20,7 +20,7 @@ t.test('an empty environment gives the documented defaults on the bundled exampl
     mqtt: undefined,
     logLevel: 'info',
     auth: { mode: 'none', exampleOpen: true, tokensFile: undefined, mtlsIdentity: 'productKey/deviceKey' },
-    rateLimit: { perCaller: 6000, perDevice: 30, batchItemsPerCaller: 2_000_000, verifyPerDevice: 60, verifyPerCaller: 0, redisUrl: undefined },
+    rateLimit: { perCaller: 0, perDevice: 30, batchItemsPerCaller: 2_000_000, verifyPerDevice: 60, verifyPerCaller: 0, redisUrl: undefined },
     tls: undefined,
     maxConnections: undefined,
     verify: { maxAgeMs: 0, notOurs: 'ignore', unknownCacheMs: 5000 },
@@ -202,11 +202,22 @@ t.test('TLS_CRL_FILE checks client certificates, so it needs TLS_CLIENT_CA_FILE'
   t.match(loadConfig({ ...tls, TLS_CLIENT_CA_FILE: '/tls/ca.pem', TLS_CRL_FILE: '/tls/crl.pem' }).tls, { clientCaFile: '/tls/ca.pem', crlFile: '/tls/crl.pem' })
 })
 
+t.test('RATE_LIMIT_PER_CALLER unset: 6000 a minute with tokens or certificates, off when open (a NAT or a proxy makes many devices one address); set, it counts in every mode', async (t) => {
+  const tokens = { AUTH_TOKENS_FILE: '/run/tokens.json' }
+  const mtls = { AUTH_MODE: 'mtls', TLS_CERT_FILE: '/tls/cert.pem', TLS_KEY_FILE: '/tls/key.pem', TLS_CLIENT_CA_FILE: '/tls/ca.pem' }
+  t.equal(loadConfig(tokens).rateLimit.perCaller, 6000)
+  t.equal(loadConfig(mtls).rateLimit.perCaller, 6000)
+  t.equal(loadConfig({ STORE_FILE: '/data/devices.csv', AUTH_MODE: 'none' }).rateLimit.perCaller, 0)
+  t.equal(loadConfig({ STORE_FILE: '/data/devices.csv', AUTH_MODE: 'none', RATE_LIMIT_PER_CALLER: '600' }).rateLimit.perCaller, 600)
+  t.equal(loadConfig({ ...tokens, RATE_LIMIT_PER_CALLER: '' }).rateLimit.perCaller, 6000, 'empty is unset')
+  t.throws(() => loadConfig({ RATE_LIMIT_PER_CALLER: '1000001' }), { message: /RATE_LIMIT_PER_CALLER: must be a whole number from 0 to 1000000/ })
+})
+
 t.test('rate limits: 0 turns one off; the Redis URL must be redis:// or rediss://', async (t) => {
   t.same(loadConfig({ RATE_LIMIT_PER_CALLER: '0', RATE_LIMIT_PER_DEVICE: '0', RATE_LIMIT_BATCH_ITEMS_PER_CALLER: '0', RATE_LIMIT_VERIFY_PER_DEVICE: '0' }).rateLimit,
     { perCaller: 0, perDevice: 0, batchItemsPerCaller: 0, verifyPerDevice: 0, verifyPerCaller: 0, redisUrl: undefined })
   t.same(loadConfig({ RATE_LIMIT_BATCH_ITEMS_PER_CALLER: '50000', RATE_LIMIT_VERIFY_PER_DEVICE: '10', RATE_LIMIT_VERIFY_PER_CALLER: '100000' }).rateLimit,
-    { perCaller: 6000, perDevice: 30, batchItemsPerCaller: 50_000, verifyPerDevice: 10, verifyPerCaller: 100_000, redisUrl: undefined })
+    { perCaller: 0, perDevice: 30, batchItemsPerCaller: 50_000, verifyPerDevice: 10, verifyPerCaller: 100_000, redisUrl: undefined })
   t.throws(() => loadConfig({ RATE_LIMIT_BATCH_ITEMS_PER_CALLER: '100000001', RATE_LIMIT_VERIFY_PER_DEVICE: 'x' }),
     { message: /RATE_LIMIT_BATCH_ITEMS_PER_CALLER: must be a whole number from 0 to 100000000[\s\S]*RATE_LIMIT_VERIFY_PER_DEVICE: must be a whole number/ })
   t.throws(() => loadConfig({ RATE_LIMIT_REDIS_URL: 'http://cache:6379' }), { message: /RATE_LIMIT_REDIS_URL: must be a redis:\/\/ or rediss:\/\/ URL/ })
