@@ -114,7 +114,7 @@ export const envSchema = z.object({
   AUTH_MODE: z.enum(AUTH_MODES, { error: `must be ${AUTH_MODES.join(', ')}` }).optional()
     .describe('Access control: token (Authorization: Bearer, tokens from AUTH_TOKENS_FILE), mtls (device client certificates; tokens work too) or none (open). Default: mtls with TLS_CLIENT_CA_FILE, else token, or none on the bundled example store (by its content) when AUTH_TOKENS_FILE is unset too.'),
   AUTH_TOKENS_FILE: optionalText
-    .describe('JSON file of API tokens, stored as SHA-256 hashes: { "tokens": [ { name, sha256, scopes, products, expires? } ] }. Reloaded on change and SIGHUP. Make entries with `enos-mqtt-signer token create`.'),
+    .describe('JSON file of API tokens, stored as SHA-256 hashes: { "tokens": [ { name, sha256, scopes, products, expires?, fleet? } ] }. Reloaded on change and SIGHUP. Make entries with `enos-mqtt-signer token create`.'),
   RATE_LIMIT_PER_CALLER: wholeNumber('must be a whole number from 0 to 1000000', 0, 1_000_000).optional()
     .describe('Requests a minute per caller (token name, device certificate, or client address when open, IPv6 by /64) to POST /sign and POST /sign/batch; a batch or stream is one request here, its devices count against RATE_LIMIT_BATCH_ITEMS_PER_CALLER. Fleet tokens are not counted here. Default: 6000, but off with AUTH_MODE=none (a NAT or a load balancer makes many devices one address). 0: no limit.'),
   RATE_LIMIT_PER_DEVICE: whole('must be a whole number from 0 to 1000000', 0, 1_000_000, 30)
