@@ -98,3 +98,21 @@ t.test('a fleet token with sign:batch or verify stops startup, naming it; such a
   t.equal(await sign(app, 'boot-0', bearer(broker)), 401, 'the refused entry is not in force')
   t.notMatch(JSON.stringify(ready), broker.entry.sha256)
 })
+
+t.test('a fleet token signs with text answers (its 429 too), and is refused POST /sign/batch and POST /verify', async (t) => {
+  const fleet = fleetToken('boiler-firmware', ['P1'])
+  const app = await buildTestApp(t, { ...SHIPPED, AUTH_MODE: 'token', AUTH_TOKENS_FILE: writeTokenFile(t, [fleet]), STORE_FILE: manyDevices(t, 1) })
+  const text = { ...bearer(fleet), accept: 'text/plain' }
+  const first = await app.inject({ method: 'POST', url: '/sign', headers: text, payload: { productKey: 'P1', deviceKey: 'boot-0' } })
+  t.equal(first.statusCode, 200)
+  t.match(first.body, /^mqttClientId=boot-0\|[^\n]*\nmqttUsername=boot-0&P1\nmqttPassword=[0-9A-F]{40}\n/)
+  for (let i = 1; i < 30; i++) await sign(app, 'boot-0', bearer(fleet))
+  const limited = await app.inject({ method: 'POST', url: '/sign', headers: text, payload: { productKey: 'P1', deviceKey: 'boot-0' } })
+  t.equal(limited.statusCode, 429)
+  t.match(limited.body, /^error=RATE_LIMITED\n/)
+  t.ok(Number(limited.headers['retry-after']) >= 1)
+  const batch = await app.inject({ method: 'POST', url: '/sign/batch', headers: bearer(fleet), payload: { devices: [{ productKey: 'P1', deviceKey: 'boot-0' }] } })
+  t.match(batch.json(), { statusCode: 403, code: 'FORBIDDEN', message: 'the token "boiler-firmware" has no "sign:batch" scope' })
+  const verify = await app.inject({ method: 'POST', url: '/verify', headers: bearer(fleet), payload: { clientid: 'boot-0', username: 'boot-0&P1', password: 'x' } })
+  t.equal(verify.statusCode, 403)
+})
