@@ -107,7 +107,8 @@ export const REDIS_PROBE_EVERY_MS = 500
 export function callerKey (request: FastifyRequest): string {
   const caller = callerOf(request)
   if (caller.kind === 'open') return `ip:${addressKey(request.ip)}`
-  return caller.fleet === true ? `caller:${caller.name}@${addressKey(request.ip)}` : `caller:${caller.name}`
+  // A space is in no token name: no other caller's key can be this one.
+  return caller.fleet === true ? `caller:${caller.name} ip:${addressKey(request.ip)}` : `caller:${caller.name}`
 }
 
 /** An IPv4 address as it is; an IPv6 address as its /64 prefix, in one spelling. */
