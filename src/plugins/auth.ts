@@ -132,20 +132,22 @@ async function auth (app: FastifyInstance, { mode, tokens, mtlsIdentity, isCurre
   })
   app.decorate('onTokensChanged', (listener: () => void) => tokens?.onChange(listener) ?? (() => {}))
 
-  app.addHook('onRequest', (request, _reply, done) => {
-    const { scope } = request.routeOptions.config
-    if (scope === undefined) {
-      done()
-      return
-    }
-    try {
+  // Only the routes that need a scope authenticate, each with its scope known when it is made: no
+  // hook runs for the others (probes, docs), and no request reads its route's options for it. The
+  // first of the route's own onRequest hooks, so it runs after every app-wide one (the request
+  // guard) and before the route's own (its per-caller limit), as an app-wide hook did. Every route
+  // is registered after this plugin (app.ts); one that was not would have no caller, and callerOf
+  // refuses it rather than sign for anyone.
+  app.addHook('onRoute', (route) => {
+    const scope = route.config?.scope
+    if (scope === undefined) return
+    const hook = (request: FastifyRequest, _reply: unknown, done: (err?: Error) => void): void => {
       const caller = authenticate(request)
       request.caller = caller
       requireScope(caller, scope)
       done()
-    } catch (err) {
-      done(err as AppError)
     }
+    route.onRequest = [hook, ...(route.onRequest === undefined ? [] : [route.onRequest].flat())]
   })
 }
 
