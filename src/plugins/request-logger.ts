@@ -107,31 +107,47 @@ const INFO = 30
 /** Keys written as they are (`,"key":`): made of these only, they need no escaping. */
 const PLAIN_KEY = /^[A-Za-z0-9_]{1,64}$/
 
-/** Keys found plain so far (the few field names of the code's own lines), so each is tested once; bounded all the same. */
-const plainKeys = new Set<string>()
-const MAX_PLAIN_KEYS = 256
+/** Field names remembered per logger: the few of the code's own lines; bounded all the same. */
+const MAX_KEYS = 256
 
-function isPlainKey (key: string): boolean {
-  if (plainKeys.has(key)) return true
-  if (!PLAIN_KEY.test(key)) return false
-  if (plainKeys.size < MAX_PLAIN_KEYS) plainKeys.add(key)
-  return true
+/**
+ * How a logger writes its lines directly: for each field name seen, its `,"key":` (null: pino
+ * writes it, as it has a serializer or a redaction, or needs escaping), decided once per name.
+ */
+interface Plan {
+  pino: PinoInternals
+  prefixes: Map<string, string | null>
 }
 
-/** Whether a logger writes its lines plainly (no mixin, formatter, hook, nesting or metadata), read once per logger. */
-const plainLoggers = new WeakMap<Logger, boolean>()
+/** The plan of each logger, or null when it is configured beyond a level, serializers and redaction (mixin, formatter, hook, nesting, metadata). */
+const plans = new WeakMap<Logger, Plan | null>()
 
-function isPlain (logger: Logger): boolean {
-  let plain = plainLoggers.get(logger)
-  if (plain === undefined) {
+function planOf (logger: Logger): Plan | null {
+  let plan = plans.get(logger)
+  if (plan === undefined) {
     const pino = logger as unknown as PinoInternals
-    plain = pino[symbols.formattersSym].log === undefined && pino[symbols.mixinSym] == null &&
+    const plain = pino[symbols.formattersSym].log === undefined && pino[symbols.mixinSym] == null &&
       pino[symbols.hooksSym].streamWrite == null && pino[symbols.nestedKeySym] == null &&
       pino[symbols.stringifiersSym][symbols.wildcardFirstSym] === undefined &&
-      pino[symbols.streamSym][symbols.needsMetadataGsym] !== true && isPlainKey(pino[symbols.messageKeySym])
-    plainLoggers.set(logger, plain)
+      pino[symbols.streamSym][symbols.needsMetadataGsym] !== true && PLAIN_KEY.test(pino[symbols.messageKeySym])
+    plan = plain ? { pino, prefixes: new Map() } : null
+    plans.set(logger, plan)
   }
-  return plain
+  return plan
+}
+
+/** `,"key":` when pino would write the key's value plainly, else null. */
+function prefixOf (plan: Plan, key: string): string | null {
+  let prefix = plan.prefixes.get(key)
+  if (prefix === undefined) {
+    const { pino } = plan
+    prefix = pino[symbols.serializersSym][key] !== undefined || pino[symbols.stringifiersSym][key] !== undefined ||
+      key === pino[symbols.errorKeySym] || !PLAIN_KEY.test(key)
+      ? null
+      : `,"${key}":`
+    if (plan.prefixes.size < MAX_KEYS) plan.prefixes.set(key, prefix)
+  }
+  return prefix
 }
 
 /**
@@ -139,28 +155,26 @@ function isPlain (logger: Logger): boolean {
  * the line: a key with a serializer or a redaction, or a value that is an object (pino bounds
  * their depth and breadth) or not a JSON value.
  */
-function plainFields (pino: PinoInternals, object: Record<string, unknown>): string | undefined {
-  const serializers = pino[symbols.serializersSym]
-  const stringifiers = pino[symbols.stringifiersSym]
-  const errorKey = pino[symbols.errorKeySym]
+function plainFields (plan: Plan, object: Record<string, unknown>): string | undefined {
   let out = ''
   for (const key in object) {
     const value = object[key]
     if (value === undefined) continue
-    if (serializers[key] !== undefined || stringifiers[key] !== undefined || key === errorKey || !isPlainKey(key)) return undefined
+    const prefix = prefixOf(plan, key)
+    if (prefix === null) return undefined
     switch (typeof value) {
       case 'string':
-        out += `,"${key}":${JSON.stringify(value)}`
+        out += prefix + JSON.stringify(value)
         break
       case 'number':
-        out += `,"${key}":${Number.isFinite(value) ? String(value) : 'null'}`
+        out += prefix + (Number.isFinite(value) ? String(value) : 'null')
         break
       case 'boolean':
-        out += `,"${key}":${value ? 'true' : 'false'}`
+        out += prefix + (value ? 'true' : 'false')
         break
       default:
         if (value !== null) return undefined
-        out += `,"${key}":null`
+        out += prefix + 'null'
     }
   }
   return out
@@ -178,11 +192,12 @@ function plainFields (pino: PinoInternals, object: Record<string, unknown>): str
  * serializers and redaction.
  */
 export function directLine (logger: Logger, bindings: Bindings, fields: Record<string, unknown>, msg: string): string | undefined {
-  if (!isPlain(logger)) return undefined
-  const pino = logger as unknown as PinoInternals
-  const bound = plainFields(pino, bindings)
-  const own = bound === undefined ? undefined : plainFields(pino, fields)
+  const plan = planOf(logger)
+  if (plan === null) return undefined
+  const bound = plainFields(plan, bindings)
+  const own = bound === undefined ? undefined : plainFields(plan, fields)
   if (own === undefined) return undefined
+  const { pino } = plan
   return `${pino[symbols.lsCacheSym][INFO] as string}${pino[symbols.timeSym]()}${pino[symbols.chindingsSym]}${bound as string}${own}` +
     `,"${pino[symbols.messageKeySym]}":${JSON.stringify(msg)}${pino[symbols.endSym]}`
 }
