@@ -150,6 +150,15 @@ function prefixOf (plan: Plan, key: string): string | null {
   return prefix
 }
 
+/** A character JSON.stringify escapes, or a surrogate (escaped when it is alone). */
+// eslint-disable-next-line no-control-regex -- the control characters are what it looks for
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
+
+/** JSON.stringify of a string, without calling it for the plain strings of a log line (about a third cheaper, measured). */
+function jsonString (value: string): string {
+  return NEEDS_ESCAPE.test(value) ? JSON.stringify(value) : `"${value}"`
+}
+
 /**
  * `,"key":value` for each field of `object`, as pino writes them; undefined when pino must write
  * the line: a key with a serializer or a redaction, or a value that is an object (pino bounds
@@ -164,7 +173,7 @@ function plainFields (plan: Plan, object: Record<string, unknown>): string | und
     if (prefix === null) return undefined
     switch (typeof value) {
       case 'string':
-        out += prefix + JSON.stringify(value)
+        out += prefix + jsonString(value)
         break
       case 'number':
         out += prefix + (Number.isFinite(value) ? String(value) : 'null')
