@@ -32,13 +32,18 @@ export function signFound (device: Device | undefined, request: SignRequest, def
 
 /**
  * Looks the device up and signs its request ({@link signFound}).
- * @param found called when the store holds the device, before it is signed (the per-device limit).
+ * @param found called when the store holds the device, before it is signed (the per-device limit);
+ *   synchronous, or a promise that is awaited.
  * @throws AppError as signFound does, the store's STORE_UNAVAILABLE, or what `found` throws.
  */
-export async function signDevice (store: DeviceStore, request: SignRequest, defaults: SignDefaults, found?: () => Promise<void>): Promise<SignedCredentials> {
+export async function signDevice (store: DeviceStore, request: SignRequest, defaults: SignDefaults, found?: () => void | Promise<void>): Promise<SignedCredentials> {
   // A method that does not exist is refused before the store is asked anything.
   if (request.signMethod !== undefined) resolveSignMethod(request.signMethod)
   const device = await store.findDevice(request.productKey, request.deviceKey)
-  if (device !== undefined && found !== undefined) await found()
+  if (device !== undefined && found !== undefined) {
+    // Awaited only when it is a promise (counting through Redis): local counting answers at once.
+    const counting = found()
+    if (counting !== undefined) await counting
+  }
   return signFound(device, request, defaults)
 }

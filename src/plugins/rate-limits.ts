@@ -72,8 +72,11 @@ declare module 'fastify' {
       perCaller: Limit | undefined
       /** onRequest hook of POST /verify (RATE_LIMIT_VERIFY_PER_CALLER, off by default). */
       verifyPerCaller: Limit | undefined
-      /** Called by POST /sign once the store has found the device; undefined when the limit is off. */
-      perDevice: ((request: FastifyRequest, reply: FastifyReply, device: DeviceKeys) => Promise<void>) | undefined
+      /**
+       * Called by POST /sign once the store has found the device; undefined when the limit is off.
+       * Synchronous when counting locally (throws the refusal); a promise only while counting through Redis.
+       */
+      perDevice: ((request: FastifyRequest, reply: FastifyReply, device: DeviceKeys) => void | Promise<void>) | undefined
       /** Called by POST /verify once the store has found the device: its refusal when it is over; undefined when the limit is off. */
       verifyPerDevice: ((device: DeviceKeys) => string | undefined | Promise<string | undefined>) | undefined
       /** The per-item limits of one POST /sign/batch request. */
@@ -85,8 +88,12 @@ declare module 'fastify' {
   }
 }
 
-/** Counts the request; throws AppError RATE_LIMITED (with Retry-After and the rate-limit headers) past the limit. */
-export type Limit = (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+/**
+ * An onRequest hook that counts the request; past the limit it ends the hook with AppError
+ * RATE_LIMITED (with Retry-After and the rate-limit headers). Callback-style, so that counting
+ * locally makes no promise and waits for no microtask; only a count through Redis waits.
+ */
+export type Limit = (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => void
 
 const MINUTE_MS = 60_000
 /** At most one warning about Redis per this long: an outage must be loud, not flood the log. */
@@ -126,6 +133,9 @@ export function addressKey (ip: string): string {
 }
 
 const secondsUntil = (endsAt: number, now: number): number => Math.max(1, Math.ceil((endsAt - now) / 1000))
+
+/** What Counters.add answers. */
+type Counted = { counts: number[], window: { endsAt: number } }
 
 async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Promise<void> {
   const log = app.log.child({ component: 'rate-limits' })
@@ -199,20 +209,27 @@ async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Pro
   function requestLimit (name: string, max: number, what: string, variable: string): Limit | undefined {
     if (max === 0) return undefined
     const counts = counters(name)
-    return async (request, reply) => {
+    const check = ({ counts: [current = 0], window }: Counted, reply: FastifyReply, done: (err?: Error) => void): void => {
+      done(current <= max ? undefined : refusal(reply, max, window.endsAt, `more than ${max} requests a minute ${what} (${variable})`))
+    }
+    // Fastify's hook runner answers what a hook throws (callerKey's INTERNAL) as it answers done(err).
+    return (request, reply, done) => {
       // A fleet token is many devices, each held to RATE_LIMIT_PER_DEVICE: one budget for them all would cap the fleet's boot.
-      if (request.caller?.fleet === true) return
-      const key = callerKey(request)
-      const { counts: [current = 0], window } = await counts.add([{ group: '', key }])
-      if (current <= max) return
-      refuse(reply, max, window.endsAt, `more than ${max} requests a minute ${what} (${variable})`)
+      if (request.caller?.fleet === true) {
+        done()
+        return
+      }
+      const added = counts.add([{ group: '', key: callerKey(request) }])
+      if (added instanceof Promise) added.then((result) => { check(result, reply, done) }, done)
+      else check(added, reply, done)
     }
   }
 
-  function refuse (reply: FastifyReply, max: number, endsAt: number, message: string): never {
+  /** The RATE_LIMITED error of a limit, its rate-limit headers set on the reply. */
+  function refusal (reply: FastifyReply, max: number, endsAt: number, message: string): AppError {
     const retryAfter = secondsUntil(endsAt, clock())
     reply.headers({ 'x-ratelimit-limit': String(max), 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(retryAfter) })
-    throw new AppError('RATE_LIMITED', `${message}; retry after ${retryAfter} s`, { retryAfter })
+    return new AppError('RATE_LIMITED', `${message}; retry after ${retryAfter} s`, { retryAfter })
   }
 
   const deviceKey = ({ productKey, deviceKey }: DeviceKeys): CounterKey => ({ group: productKey, key: deviceKey })
@@ -222,12 +239,17 @@ async function rateLimits (app: FastifyInstance, options: RateLimitOptions): Pro
   const items = options.batchItemsPerCaller === 0 ? undefined : counters('items')
   const verifyDevices = options.verifyPerDevice === 0 ? undefined : counters('verify-device')
 
+  const overDevice = ({ counts: [current = 0], window }: Counted, reply: FastifyReply, device: DeviceKeys): void => {
+    if (current > options.perDevice) throw refusal(reply, options.perDevice, window.endsAt, deviceMessage(options.perDevice, device))
+  }
+  // Synchronous when counting locally: no promise for POST /sign to wait on.
   const perDevice = devices === undefined
     ? undefined
-    : async (_request: FastifyRequest, reply: FastifyReply, device: DeviceKeys): Promise<void> => {
-      const { counts: [current = 0], window } = await devices.add([deviceKey(device)])
-      if (current > options.perDevice) refuse(reply, options.perDevice, window.endsAt, deviceMessage(options.perDevice, device))
-    }
+    : (_request: FastifyRequest, reply: FastifyReply, device: DeviceKeys): void | Promise<void> => {
+        const added = devices.add([deviceKey(device)])
+        if (added instanceof Promise) return added.then((result) => { overDevice(result, reply, device) })
+        overDevice(added, reply, device)
+      }
 
   const overVerify = ({ counts: [current = 0] }: { counts: number[] }): string | undefined =>
     current > options.verifyPerDevice ? 'more attempts a minute than RATE_LIMIT_VERIFY_PER_DEVICE' : undefined

@@ -103,10 +103,12 @@ export class RequestLogController extends LogController {
     if (!log.isLevelEnabled('info')) return
     // Loose: a request Fastify refuses before routing (a malformed URL) is made without the decorators.
     const { batch } = request
+    // A getter that builds an object each time it is read: read once.
+    const route = request.routeOptions
     log.completed({
-      ...(request.routeOptions.config?.audit === true && auditFields(request)),
+      ...(route.config?.audit === true && auditFields(request)),
       method: request.method,
-      route: request.routeOptions.url ?? request.url.slice(0, 200),
+      route: route.url ?? request.url.slice(0, 200),
       statusCode: reply.statusCode,
       durationMs: Math.round(reply.elapsedTime * 100) / 100,
       ...request.deviceRef,

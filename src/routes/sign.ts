@@ -55,7 +55,7 @@ const signRoute: FastifyPluginAsyncZod<SignRouteOptions> = async (app, { default
     if (refusal !== undefined) throw refusal
     // Counted only once the store has found the device: made-up deviceKeys make no counters.
     const { perDevice } = app.limits
-    const found = perDevice === undefined ? undefined : async (): Promise<void> => { await perDevice(request, reply, request.body) }
+    const found = perDevice === undefined ? undefined : () => perDevice(request, reply, request.body)
     if (app.refuseSharedDeviceKey !== undefined) await app.refuseSharedDeviceKey(callerOf(request), deviceKey)
     const credentials = await signDevice(app.storeFor(request), request.body, { signMethod: defaultSignMethod, timestamp: String(clock()) }, found)
     request.outcome = 'signed'

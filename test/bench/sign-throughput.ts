@@ -11,15 +11,20 @@
 //   pg@warn              (d) POST /sign on STORE=postgres with a warm cache, on a throwaway PostgreSQL
 //                        cluster (test/pg-helper.ts); left out, with a message, where PostgreSQL is not installed;
 //   token@warn           with bearer tokens (AUTH_MODE=token, 50 callers);
-//   token+limits@warn    tokens plus both rate limits (high enough that nothing is refused: all counted).
+//   token+limits@warn    tokens plus both rate limits (high enough that nothing is refused: all counted);
+//   prod                 the defaults as shipped: tokens, both limits at values that admit the load (every
+//                        request counted, none refused), LOG_LEVEL=info with the log (audit lines) going to a file.
+// With BENCH_BASE_DIST=<another build's dist/> (e.g. main's), b@warn and prod also run on that build, as
+// b@warn~base and prod~base, alternating with the rest: before/after figures from one run.
 // Each server is pinned to CPU 1 and this load generator to CPU 0 when `taskset` exists (2+ CPUs).
 //
 // Environment overrides: BENCH_DURATION (s per run, 8), BENCH_WARMUP (s, 2), BENCH_ROUNDS (2),
 // BENCH_CONNECTIONS (50), BENCH_DEVICES (10000), BENCH_BODIES (1000 distinct request bodies), BENCH_BATCH (100),
-// BENCH_TARGETS (comma-separated names of the targets to run; a@warn always runs).
+// BENCH_TARGETS (comma-separated names of the targets to run; a@warn always runs), BENCH_BASE_DIST (above),
+// BENCH_NODE_ARGS (node options for the service's processes, e.g. `--cpu-prof --cpu-prof-dir=DIR` for profiles).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -135,6 +140,9 @@ interface Target {
   stderr: () => string
 }
 
+/** A target whose stdout (its log) goes to this file instead of a pipe, as a deployment's log file would. */
+interface LogFile { path: string }
+
 const children = new Set<ChildProcess>()
 let tempDir: string | undefined
 /** Stops what was started for the run besides the servers (the PostgreSQL cluster). */
@@ -162,17 +170,31 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * beforehand (at LOG_LEVEL=warn the service prints no "Server listening at" line); a start that
  * loses the port to someone else is retried on another one.
  */
-async function startTarget (name: string, args: string[], env: Record<string, string>, pin: string[]): Promise<Target> {
+async function startTarget (name: string, args: string[], env: Record<string, string>, pin: string[], logFile?: LogFile): Promise<Target> {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort()
     const [command, ...prefix] = [...pin, process.execPath]
+    const logFd = logFile === undefined ? undefined : openSync(logFile.path, 'w')
     const child = spawn(command as string, [...prefix, ...args], {
       cwd: ROOT,
       env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1' },
-      stdio: ['ignore', 'pipe', 'pipe']
+      stdio: ['ignore', logFd ?? 'pipe', 'pipe']
     })
+    if (logFd !== undefined) closeSync(logFd)
     children.add(child)
     let lines = 0
+    // A log file is read from where the last count stopped.
+    let readTo = 0
+    const countFile = (): number => {
+      if (logFile === undefined) return lines
+      const fd = openSync(logFile.path, 'r')
+      const buffer = Buffer.alloc(1 << 20)
+      for (let n; (n = readSync(fd, buffer, 0, buffer.length, readTo)) > 0; readTo += n) {
+        for (let i = buffer.indexOf(10); i !== -1 && i < n; i = buffer.indexOf(10, i + 1)) lines++
+      }
+      closeSync(fd)
+      return lines
+    }
     let stderr = ''
     let exited: string | undefined
     child.stdout?.on('data', (chunk: Buffer) => {
@@ -188,7 +210,7 @@ async function startTarget (name: string, args: string[], env: Record<string, st
     for (;;) {
       if (exited !== undefined || Date.now() > deadline) break
       if (await canConnect(port)) {
-        return { name, child, url: `http://127.0.0.1:${port}`, lines: () => lines, stderr: () => stderr }
+        return { name, child, url: `http://127.0.0.1:${port}`, lines: countFile, stderr: () => stderr }
       }
       await sleep(50)
     }
@@ -373,6 +395,8 @@ interface Plan {
   check: 'sign' | 'verify' | 'batch' | 'none'
   /** Devices a request names. */
   items: number
+  /** Whether its log goes to a file (in the run's temp dir) instead of a pipe. */
+  logToFile?: boolean
 }
 
 /** One request checked against the signing core. */
@@ -452,7 +476,18 @@ const RATIOS: ReadonlyArray<{ label: string, of: string, to: string, goal?: numb
   { label: 'c/a: batch devices/s / a req/s at warn', of: 'batch@warn', to: 'a@warn' },
   { label: 'd/b: postgres, warm cache / file store', of: 'pg@warn', to: 'b@warn' },
   { label: 'token/b (checking tokens)', of: 'token@warn', to: 'b@warn' },
-  { label: 'token+limits/b (tokens and rate limits)', of: 'token+limits@warn', to: 'b@warn' }
+  { label: 'token+limits/b (tokens and rate limits)', of: 'token+limits@warn', to: 'b@warn' },
+  { label: 'prod/a (the shipped defaults)', of: 'prod', to: 'a@warn' },
+  { label: 'b~base/a at warn (BENCH_BASE_DIST)', of: 'b@warn~base', to: 'a@warn' },
+  { label: 'prod~base/a (BENCH_BASE_DIST)', of: 'prod~base', to: 'a@warn' },
+  { label: 'b/b~base (this build / the base build)', of: 'b@warn', to: 'b@warn~base' },
+  { label: 'prod/prod~base (this build / the base build)', of: 'prod', to: 'prod~base' }
+]
+
+/** The goals of server CPU per request against a@warn in the same run (issue 15). */
+const CPU_GOALS: ReadonlyArray<{ of: string, goal: number }> = [
+  { of: 'b@warn', goal: 0.75 },
+  { of: 'prod', goal: 0.55 }
 ]
 
 const median = (values: number[]): number => {
@@ -499,10 +534,11 @@ async function main (): Promise<void> {
   const open = { STORE_FILE: storeFile, STORE_WATCH: 'false', AUTH_MODE: 'none', RATE_LIMIT_PER_CALLER: '0', RATE_LIMIT_PER_DEVICE: '0' }
   const withTokens = { ...open, AUTH_MODE: 'token', AUTH_TOKENS_FILE: tokensPath, LOG_LEVEL: 'warn' }
   const bare = ['--import', 'tsx', BARE_ENTRY]
-  const service = [SERVICE_ENTRY]
+  // BENCH_NODE_ARGS: node options for the service's processes only, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
+  const service = [...(process.env.BENCH_NODE_ARGS?.split(' ').filter((arg) => arg !== '') ?? []), SERVICE_ENTRY]
   const signing = requestsFor(bodies)
   const only = process.env.BENCH_TARGETS?.split(',').map((name) => name.trim())
-  const wanted = (name: string): boolean => name === 'a@warn' || only === undefined || only.includes(name)
+  const wanted = (name: string): boolean => name === 'a@warn' || only === undefined || only.includes(name.replace(/~base$/, ''))
   const databaseUrl = wanted('pg@warn') ? await devicesDatabase(devices) : undefined
   const given: Array<Omit<Plan, 'tokens' | 'check' | 'items'> & Partial<Plan>> = [
     { name: 'a@warn', args: bare, env: { LOG_LEVEL: 'warn' }, requests: signing, check: 'none' },
@@ -518,12 +554,22 @@ async function main (): Promise<void> {
       : [{ name: 'pg@warn', args: service, env: { AUTH_MODE: 'none', RATE_LIMIT_PER_CALLER: '0', RATE_LIMIT_PER_DEVICE: '0', LOG_LEVEL: 'warn', STORE: 'postgres', DATABASE_URL: databaseUrl, CACHE_MAX_ENTRIES: String(DEVICES), CACHE_TTL_MS: '3600000' }, requests: signing }]),
     { name: 'token@warn', args: service, env: withTokens, requests: requestsFor(bodies, tokens), tokens },
     // The highest limits config takes: every request is counted, none refused at these rates.
-    { name: 'token+limits@warn', args: service, env: { ...withTokens, RATE_LIMIT_PER_CALLER: '1000000', RATE_LIMIT_PER_DEVICE: '1000000' }, requests: requestsFor(bodies, tokens), tokens }
+    { name: 'token+limits@warn', args: service, env: { ...withTokens, RATE_LIMIT_PER_CALLER: '1000000', RATE_LIMIT_PER_DEVICE: '1000000' }, requests: requestsFor(bodies, tokens), tokens },
+    // The shipped defaults: LOG_LEVEL=info (the audit line of every request) to a file, tokens, both limits counted.
+    { name: 'prod', args: service, env: { ...withTokens, LOG_LEVEL: 'info', RATE_LIMIT_PER_CALLER: '1000000', RATE_LIMIT_PER_DEVICE: '1000000' }, requests: requestsFor(bodies, tokens), tokens, logToFile: true }
   ]
+  const baseDist = process.env.BENCH_BASE_DIST
+  // The same plans on another build, for before/after in one run.
+  if (baseDist !== undefined) {
+    for (const plan of given.filter((p) => p.name === 'b@warn' || p.name === 'prod')) {
+      given.push({ ...plan, name: `${plan.name}~base`, args: [...service.slice(0, -1), join(baseDist, 'server.js')] })
+    }
+  }
   const plans = given.map((plan): Plan => ({ tokens: [], check: 'sign', items: 1, ...plan }))
   const chosen = plans.filter((plan) => wanted(plan.name))
   const pin = pinning()
-  const targets = await Promise.all(chosen.map((plan) => startTarget(plan.name, plan.args, plan.env, pin)))
+  const targets = await Promise.all(chosen.map((plan) => startTarget(plan.name, plan.args, plan.env, pin,
+    plan.logToFile === true ? { path: join(tempDir as string, `${plan.name}.log`) } : undefined)))
   const planOf = new Map(chosen.map((plan) => [plan.name, plan]))
   const of = (target: Target): Plan => planOf.get(target.name) as Plan
   const requestsOfTarget = (target: Target): AcRequest[] => of(target).requests
@@ -558,6 +604,13 @@ async function main (): Promise<void> {
     summaryRows(runs, targets.map((t) => t.name))))
   console.log('\nRatios (req/s: median of the per-round paired ratios, and their range; CPU: the other\'s server CPU per request / this one\'s):')
   console.log(table(['ratio', 'req/s', 'range', 'CPU', 'goal'], ratioRows(runs)))
+  const baselineCpu = cpuPerRequest(runs.filter((run) => run.target === 'a@warn'))
+  for (const { of, goal } of CPU_GOALS) {
+    const cpu = cpuPerRequest(runs.filter((run) => run.target === of))
+    if (cpu === undefined || baselineCpu === undefined) continue
+    const ratio = baselineCpu / cpu
+    console.log(`CPU ratio ${of}/a@warn: ${fmt(ratio, 2)} (${micros(cpu)} vs ${micros(baselineCpu)} µs a request), goal >= ${goal}: ${ratio >= goal ? 'PASS' : 'FAIL'}`)
+  }
   const p99 = runs.filter((run) => run.target.startsWith('b@')).map((run) => run.p99)
   if (p99.length > 0) console.log(`\nPOST /sign p99, worst run: ${Math.max(...p99)} ms (goal: under 10 ms at ${CONNECTIONS} connections)`)
   console.log(`\ntotal ${((Date.now() - started) / 1000).toFixed(1)} s`)

@@ -201,3 +201,24 @@ t.test('a bad token file stops startup naming each bad entry, never a token or a
   await writeFile(path, JSON.stringify({ tokens: [signer.entry, { ...signer.entry, name: 'again' }] }))
   await t.rejects(buildTestApp(t, { AUTH_MODE: 'token', AUTH_TOKENS_FILE: path }), { message: /tokens\[1\] \(again\): the same token \(sha256\) is in another entry/ })
 })
+
+t.test('a token is remembered until its file changes: a narrowed or removed token is refused after the reload, an expired one at once', async (t) => {
+  const expiresAt = Date.now() + 3000
+  const soon = makeToken('soon', ['sign'], '*', new Date(expiresAt).toISOString())
+  const { app, tokensFile } = await setup(t, [single, soon])
+  t.equal((await sign(app, bearer(single))).statusCode, 200)
+  t.equal((await sign(app, bearer(single))).statusCode, 200, 'again, as remembered')
+  await writeFile(tokensFile, JSON.stringify({ tokens: [{ ...single.entry, products: ['Ab12Cd34'] }, soon.entry] }))
+  await app.reload()
+  t.match((await sign(app, bearer(single))).json(), { code: 'FORBIDDEN', message: 'the token "single-only" may not sign for product "123"' }, 'narrowed')
+  await writeFile(tokensFile, JSON.stringify({ tokens: [soon.entry] }))
+  await app.reload()
+  t.match((await sign(app, bearer(single))).json(), { code: 'UNAUTHENTICATED', message: 'the bearer token is not valid' }, 'removed')
+  // Remembered before it expires (unless this machine is too slow to get there first), refused once it has.
+  const before = await sign(app, bearer(soon))
+  if (Date.now() < expiresAt - 500) t.equal(before.statusCode, 200)
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, expiresAt - Date.now() + 50)))
+  const after = await sign(app, bearer(soon))
+  t.equal(after.statusCode, 401)
+  t.match(after.json(), { message: 'the bearer token has expired' })
+})

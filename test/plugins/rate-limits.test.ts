@@ -1,5 +1,7 @@
 // Rate limits per device (POST /sign and batch items together), per caller, and per caller's batch items: 429 RATE_LIMITED with Retry-After, 0 turns one off.
 import t from 'tap'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { OPEN_CALLER } from '../../src/auth/caller.js'
 import { addressKey } from '../../src/plugins/rate-limits.js'
 import { buildTestApp, createLogSink, makeToken, writeTokenFile } from '../helper.js'
 
@@ -144,4 +146,22 @@ t.test('addressKey: IPv4 as it is, IPv6 as its /64 in one spelling', async (t) =
   t.equal(addressKey('2001:db8:aa:bb:cc:dd:ee:ff'), '2001:db8:aa:bb::/64')
   t.equal(addressKey('64:ff9b::192.0.2.33'), '64:ff9b:0:0::/64')
   t.equal(addressKey('::ffff:1:192.0.2.33'), '0:0:0:0::/64')
+})
+
+t.test('counting in this process makes no promise: the per-caller hook is done before it returns, the per-device count returns nothing', async (t) => {
+  const app = await buildTestApp(t, { RATE_LIMIT_PER_CALLER: '1', RATE_LIMIT_PER_DEVICE: '1' })
+  const request = { caller: OPEN_CALLER, ip: '192.0.2.1' } as unknown as FastifyRequest
+  const headers: Record<string, string> = {}
+  const reply = { headers: (set: Record<string, string>) => Object.assign(headers, set) } as unknown as FastifyReply
+  const { perCaller, perDevice } = app.limits
+  if (perCaller === undefined || perDevice === undefined) throw new Error('both limits are set')
+  const answers: Array<Error | undefined> = []
+  perCaller(request, reply, (err) => { answers.push(err) })
+  perCaller(request, reply, (err) => { answers.push(err) })
+  t.equal(answers.length, 2, 'each count answered before the hook returned')
+  t.equal(answers[0], undefined)
+  t.match(answers[1], { code: 'RATE_LIMITED', message: /^more than 1 requests a minute from this caller \(RATE_LIMIT_PER_CALLER\); retry after \d+ s$/ })
+  t.equal(headers['x-ratelimit-limit'], '1')
+  t.equal(perDevice(request, reply, example), undefined, 'not a promise')
+  t.throws(() => perDevice(request, reply, example), { code: 'RATE_LIMITED' })
 })

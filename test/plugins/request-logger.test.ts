@@ -2,7 +2,8 @@
 import { Writable } from 'node:stream'
 import t from 'tap'
 import { pino, type Logger } from 'pino'
-import { RequestLogger, requestLoggerFactory } from '../../src/plugins/request-logger.js'
+import { REDACT_PATHS, serializeError } from '../../src/plugins/request-log.js'
+import { RequestLogger, directLine, requestLoggerFactory } from '../../src/plugins/request-logger.js'
 
 /** A pino logger at `level` without time, pid or hostname, so lines compare exactly; and the lines it wrote. */
 function logger (level = 'info'): { root: Logger, lines: () => string[] } {
@@ -74,4 +75,64 @@ t.test('a child of it carries both bindings; route options make the child at onc
     '{"level":30,"reqId":"req-1","part":"x","msg":"from a child"}\n',
     '{"level":50,"reqId":"req-1","msg":"at the route level"}\n'
   ])
+})
+
+/** The app's logger settings (app.ts): redaction, the err serializer, pid, hostname and time. */
+function appLogger (extra: Record<string, unknown> = {}): { root: Logger, lines: () => string[] } {
+  const lines: string[] = []
+  const stream = new Writable({ write (chunk: Buffer, _encoding, done) { lines.push(chunk.toString()); done() } })
+  const root = pino({ level: 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' }, serializers: { err: serializeError }, ...extra }, stream)
+  return { root, lines: () => lines }
+}
+
+/** A line without its time, which differs between two writes. */
+const untimed = (line: string | undefined): string => String(line).replace(/,"time":\d+/, ',"time":0')
+
+t.test('the completion line written directly is byte for byte the line pino writes', async (t) => {
+  const direct = appLogger()
+  const through = appLogger()
+  const cases: Array<Record<string, unknown>> = [
+    { audit: true, caller: 'factory-line-1', clientAddress: '127.0.0.1', method: 'POST', route: '/sign', statusCode: 200, durationMs: 1.23, productKey: 'Ab12', deviceKey: 'dev-1', clientId: 'c', outcome: 'signed' },
+    { caller: null, route: '/x?a="b"\\c', statusCode: 404, durationMs: 0.5, outcome: 'ROUTE_NOT_FOUND', reason: 'line\nbreak\ttab \u0001 é 漢 \u2028 😀' },
+    { n: Number.NaN, inf: Number.POSITIVE_INFINITY, neg: -0.25, big: 1e21, skipped: undefined, no: false, long: 'x'.repeat(150) + '"' }
+  ]
+  for (const fields of cases) {
+    new RequestLogger(direct.root, BINDINGS).completed(fields, 'request completed')
+    through.root.info({ ...BINDINGS, ...fields }, 'request completed')
+    t.ok(directLine(direct.root, BINDINGS, fields, 'request completed') !== undefined)
+  }
+  t.same(direct.lines().map(untimed), through.lines().map(untimed))
+  t.match(direct.lines()[0], /^\{"level":30,"time":\d+,"pid":\d+,"hostname":"[^"]*","reqId":"req-1","audit":true,/)
+  // A lone surrogate, which pino writes raw (not valid UTF-8 once written), comes out escaped: the same string once parsed.
+  const lone = directLine(direct.root, BINDINGS, { reason: 'half \ud800 of a pair' }, 'm') as string
+  t.equal((JSON.parse(lone) as { reason: string }).reason, 'half \ud800 of a pair')
+  t.match(lone, /"half \\ud800 of a pair"/)
+})
+
+t.test('fields pino serializes or redacts, objects and other loggers go through pino', async (t) => {
+  const { root, lines } = appLogger()
+  const log = new RequestLogger(root, BINDINGS)
+  const through = [
+    { deviceSecret: 'leak-1' },
+    { body: { deviceSecret: 'leak-2' } },
+    { err: new Error('boom') },
+    { batch: { size: 2, signed: 1, failed: 1, failures: [{ index: 1, code: 'DEVICE_NOT_FOUND' }] } },
+    { fn: () => 1 },
+    { 'a key': 1 }
+  ]
+  for (const fields of through) {
+    t.equal(directLine(root, BINDINGS, fields, 'request completed'), undefined, String(Object.keys(fields)[0]))
+    log.completed(fields, 'request completed')
+  }
+  t.equal(directLine(root, { 'bad key': 1 }, {}, 'm'), undefined, 'bindings are checked too')
+  const parsed = lines().map((line) => JSON.parse(line) as Record<string, unknown>)
+  t.equal(parsed[0]?.deviceSecret, '[redacted]')
+  t.same(parsed[1]?.body, { deviceSecret: '[redacted]' })
+  t.match(parsed[2]?.err, { type: 'Error', message: 'boom' })
+  t.same(parsed[3]?.batch, through[3]?.batch)
+  t.notMatch(lines().join(''), /leak-/)
+  const mixed = appLogger({ mixin: () => ({ extra: 1 }) })
+  t.equal(directLine(mixed.root, BINDINGS, { a: 1 }, 'm'), undefined, 'a logger with a mixin')
+  new RequestLogger(mixed.root, BINDINGS).completed({ a: 1 }, 'm')
+  t.match(JSON.parse(mixed.lines()[0] as string), { reqId: 'req-1', a: 1, extra: 1 })
 })
