@@ -346,7 +346,10 @@ async function * streamResults (signing: Signing, input: Readable, open: () => O
       if (lines.length === 0) continue
       const results = await resultsOf(signing, lines.map((line) => lineEntry(line, options.maxLineBytes)), () => stream.access())
       lastLine = (lines.at(-1) as Line).number
-      yield results.join('\n') + '\n'
+      // Joined with its last newline, into one flat string: `join() + '\n'` made a rope that the
+      // socket's write flattened into a second copy of the slice, which then waited there.
+      results.push('')
+      yield results.join('\n')
     }
     stream.signal.throwIfAborted()
   } catch (err) {
