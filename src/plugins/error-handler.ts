@@ -88,8 +88,8 @@ function fromFastify (errors: readonly FastifySchemaValidationError[]): Issue[] 
   }))
 }
 
-/** VALIDATION_FAILED for a value zod refused outside Fastify's own validation (an item of a batch). */
-export function zodValidationFailed (what: string, error: z.ZodError): AppError {
+/** VALIDATION_FAILED for a value zod refused outside Fastify's own validation (an item of a batch): its ZodError, or the same issues from the schema's `~standard` interface. */
+export function zodValidationFailed (what: string, error: Pick<z.ZodError, 'issues'>): AppError {
   return validationFailed(what, error.issues.map((issue) => ({
     path: issue.path.map(String).join('.'),
     unknownKeys: issue.code === 'unrecognized_keys' ? issue.keys : undefined,

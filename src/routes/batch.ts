@@ -3,6 +3,7 @@ import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import { validatorCompiler, type FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
+import type { z } from 'zod'
 import type { SignMethod } from '../core/sign-method.js'
 import { AppError, isAppError, type ErrorCode } from '../errors.js'
 import { exemptFromRequestTimeout, zodValidationFailed } from '../plugins/error-handler.js'
@@ -66,6 +67,22 @@ function referenceOf (value: unknown): string | undefined {
   return typeof reference === 'string' && reference.length <= MAX_REFERENCE_LENGTH ? reference : undefined
 }
 
+/**
+ * Checks one item against batchItemSchema through its Standard Schema interface: the same value
+ * and issues as safeParse, without the object safeParse answers a failure with (its lazy `error`
+ * getter). A stream of bad lines fails item after item, and each such answer outlived V8's young
+ * generation: 1,000,000 failed items promoted about 540 MB into the old space with safeParse,
+ * 4 MB this way (--trace-gc-nvp), and that old space, not yet collected, was most of the memory
+ * of streams whose clients never read.
+ */
+function checkItem (value: unknown): { item: BatchItem } | { error: AppError } {
+  const result = batchItemSchema['~standard'].validate(value)
+  /* c8 ignore next -- batchItemSchema has no async check, so validate answers at once */
+  if (result instanceof Promise) throw new TypeError('batchItemSchema must validate synchronously')
+  if (result.issues !== undefined) return { error: zodValidationFailed('invalid device', { issues: result.issues as z.core.$ZodIssue[] }) }
+  return { item: result.value }
+}
+
 function isStream (body: unknown): body is Readable {
   return body instanceof Readable
 }
@@ -106,11 +123,11 @@ async function resultsOf (signing: Signing, entries: readonly Entry[], access?: 
   entries.forEach((entry, at) => {
     summary.total++
     if ('failed' in entry) return fail(at, entry.failed, entry.code)
-    const checked = batchItemSchema.safeParse(entry.value)
-    if (!checked.success) return failWith(at, zodValidationFailed('invalid device', checked.error))
-    const refusal = deviceRefusal(signing.caller, checked.data.productKey, checked.data.deviceKey)
-    if (refusal !== undefined) return failWith(at, refusal, checked.data)
-    valid.push({ at, position: entry.position, item: checked.data })
+    const checked = checkItem(entry.value)
+    if ('error' in checked) return failWith(at, checked.error)
+    const refusal = deviceRefusal(signing.caller, checked.item.productKey, checked.item.deviceKey)
+    if (refusal !== undefined) return failWith(at, refusal, checked.item)
+    valid.push({ at, position: entry.position, item: checked.item })
   })
   // The caller's items budget, for the whole group at once; the items past it are not looked up.
   const within = await signing.limits.items(valid.length)
@@ -329,7 +346,10 @@ async function * streamResults (signing: Signing, input: Readable, open: () => O
       if (lines.length === 0) continue
       const results = await resultsOf(signing, lines.map((line) => lineEntry(line, options.maxLineBytes)), () => stream.access())
       lastLine = (lines.at(-1) as Line).number
-      yield results.join('\n') + '\n'
+      // Joined with its last newline, into one flat string: `join() + '\n'` made a rope that the
+      // socket's write flattened into a second copy of the slice, which then waited there.
+      results.push('')
+      yield results.join('\n')
     }
     stream.signal.throwIfAborted()
   } catch (err) {

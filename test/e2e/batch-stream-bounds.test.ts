@@ -36,9 +36,10 @@ t.test('streams whose clients never read: each stops reading its input (the writ
   t.ok(streams.every(({ req }) => req.writableNeedDrain), 'every client\'s writes are held back')
   // Before the answers were sliced, a 64 KiB chunk of such lines became 5 MB of answer at once, and
   // up to 16 of them waited in the answer's stream: these 20 streams grew this server (under the test
-  // loader) by about 500 MB. Now each holds a slice or two of about 60 KB and some input: about 150 MB
-  // in all, most of it the garbage of the answers the socket buffers took, not yet given back.
-  t.ok(after - before < 300, `${count} streams grew the server's RSS by ${Math.round(after - before)} MB (from ${Math.round(before)} MB), after ${Math.round(Math.min(...written) / 1024)} KiB or more written each`)
+  // loader) by about 500 MB. Sliced, each held a slice or two of about 60 KB and some input, and
+  // they still grew it by about 157 MB: the garbage of zod's safeParse failing each line, promoted
+  // to the old space faster than it was collected. Checked through `~standard`, 10-11 MB.
+  t.ok(after - before < 75, `${count} streams grew the server's RSS by ${Math.round(after - before)} MB (from ${Math.round(before)} MB), after ${Math.round(Math.min(...written) / 1024)} KiB or more written each`)
 })
 
 t.test('BATCH_STREAMS_PER_CALLER: the stream past it gets 429 naming it, another caller is not affected, and a slot is free again once a stream ends', async (t) => {
