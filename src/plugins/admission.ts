@@ -160,9 +160,13 @@ function prebuild (seconds: number): Prebuilt {
   return { json, jsonLength: String(json.length), text, textLength: String(text.length), seconds: String(seconds) }
 }
 
-/** The key a request is counted under: its caller's (token, certificate, or address when open); the address on routes without a caller. */
+/**
+ * The key a request is counted under: its caller's (token, certificate, or address when open); the
+ * address on routes without a caller: those without a scope (null), and the /docs routes, made
+ * before the `caller` decorator existed (undefined).
+ */
 function keyOf (request: FastifyRequest): string {
-  return request.caller === null ? `ip:${addressKey(request.ip)}` : callerKey(request)
+  return request.caller == null ? `ip:${addressKey(request.ip)}` : callerKey(request)
 }
 
 async function admission (app: FastifyInstance, options: AdmissionOptions): Promise<void> {

@@ -1,9 +1,10 @@
 // Real overload: load processes flood a real server process; it sheds with 503 OVERLOADED, keeps its probes, and recovers.
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { EXAMPLE, type Teardown } from '../helper.js'
-import { CHILD_BUDGET_MS, sign, start } from './process-helper.js'
+import { CHILD_BUDGET_MS, sign, start, type RunningServer } from './process-helper.js'
 
 t.setTimeout(4 * CHILD_BUDGET_MS)
 
@@ -39,6 +40,12 @@ await Promise.all(Array.from({ length: connections }, loop))
 agent.destroy()
 process.stdout.write(JSON.stringify({ statuses, retryAfter: [...retryAfter], errors }) + '\\n')
 `
+
+/** Stops the server as a signal would, so that it exits cleanly (and writes its coverage). */
+async function stop (server: RunningServer): Promise<void> {
+  server.child.kill('SIGTERM')
+  await server.exit
+}
 
 interface FloodResult { statuses: Record<string, number>, retryAfter: string[], errors: number }
 
@@ -83,4 +90,24 @@ t.test('a flood from two processes that ignore Retry-After: some 503 OVERLOADED 
   t.ok(Number(shed?.[1]) >= (statuses['503'] ?? 0), `/metrics counted every 503 (${String(shed?.[1])}; errors ${results.map((r) => r.errors).join(', ')})`)
   t.match(server.output(), /overloaded: new requests are answered 503 OVERLOADED/)
   t.notMatch(server.output(), /"level":50/, 'no error was logged')
+  await stop(server)
+})
+
+t.test('LISTEN_BACKLOG reaches the kernel (ss shows it as Send-Q), capped at net.core.somaxconn, which startup warns about', async (t) => {
+  let somaxconn: number
+  try {
+    somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'))
+    execFileSync('ss', ['-V'], { stdio: 'ignore' })
+  } catch {
+    t.comment('skipped: needs Linux and ss (iproute2)')
+    return
+  }
+  // One more than the kernel allows: the kernel's cap, well above Node's own default of 511, and a warning.
+  const server = await start(t, { LISTEN_BACKLOG: String(somaxconn + 1) })
+  const line = execFileSync('ss', ['-ltnH', `sport = :${server.port}`], { encoding: 'utf8' })
+  // State, Recv-Q, Send-Q (the backlog), local address, peer.
+  const [, , backlog] = line.trim().split(/\s+/)
+  t.equal(Number(backlog), somaxconn, `ss: ${line.trim()}`)
+  t.match(server.output(), `LISTEN_BACKLOG=${somaxconn + 1} but the kernel caps it at net.core.somaxconn=${somaxconn}`)
+  await stop(server)
 })
