@@ -145,8 +145,8 @@ export const envSchema = z.object({
     .describe('Admission control: most requests being answered at once (a slow store holds them); more get 503 OVERLOADED (from three quarters of it, callers above their fair share do). 0: no bound.'),
   OVERLOAD_RETRY_AFTER_MIN_S: whole('must be a whole number of seconds from 1 to 3600', 1, 3600, 1)
     .describe('Shortest Retry-After of a 503 OVERLOADED answer; each answer draws its own from MIN to MAX, so retries spread out.'),
-  OVERLOAD_RETRY_AFTER_MAX_S: whole('must be a whole number of seconds from 1 to 3600', 1, 3600, 10)
-    .describe('Longest Retry-After of a 503 OVERLOADED answer (at least OVERLOAD_RETRY_AFTER_MIN_S).'),
+  OVERLOAD_RETRY_AFTER_MAX_S: whole('must be a whole number of seconds from 1 to 3600', 1, 3600, 30)
+    .describe('Longest Retry-After of a 503 OVERLOADED answer (at least OVERLOAD_RETRY_AFTER_MIN_S). A 503 costs about half a 200, so the longer devices wait, the more of the service goes to signing.'),
   MAX_CREDENTIAL_AGE_MS: whole('must be a whole number of milliseconds from 0 to 604800000 (7 days)', 0, 604_800_000, 0)
     .describe('POST /verify denies credentials whose timestamp is older than this, or further in the future. 0: no age check (EnOS itself checks none).'),
   VERIFY_NOT_OURS: z.enum(VERIFY_NOT_OURS_ANSWERS, { error: `must be ${VERIFY_NOT_OURS_ANSWERS.join(' or ')}` }).default('ignore')
