@@ -1,5 +1,6 @@
 // Admission control over real HTTP: the OVERLOADED answer, probes, Connection: close, fairness, the in-flight bound, metrics.
-import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http'
+import { once } from 'node:events'
+import { Agent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import t from 'tap'
 import type { AppDeps } from '../../src/app.js'
 import type { DeviceStore } from '../../src/store/store.js'
@@ -204,4 +205,31 @@ t.test('OVERLOAD_BUSY_MS=0 and OVERLOAD_MAX_IN_FLIGHT=0: nothing is shed, howeve
   p.busy = 100_000
   t.equal((await send(port, 'POST', '/sign', { body: SIGN })).status, 200)
   t.match((await send(port, 'GET', '/metrics')).body, /^enos_signer_requests_shed_total\{reason="busy"\} 0$/m)
+})
+
+t.test('an NDJSON stream already open when shedding starts is not cut; a new one is refused', async (t) => {
+  const p = pressure()
+  const port = await listening(t, {}, p.deps)
+  const line = `${JSON.stringify(SIGN)}\n`
+  const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/sign/batch', agent: false, headers: { 'content-type': 'application/x-ndjson' } })
+  const [res] = await new Promise<[IncomingMessage]>((resolve, reject) => {
+    req.on('response', (response) => resolve([response]))
+    req.on('error', reject)
+    req.write(line)
+  })
+  t.equal(res.statusCode, 200)
+  res.setEncoding('utf8')
+  let received = ''
+  const lines = async (n: number): Promise<void> => {
+    while (received.split('\n').length - 1 < n) received += String((await once(res, 'data'))[0])
+  }
+  await lines(1)
+  p.busy = 1000
+  t.equal((await send(port, 'POST', '/sign/batch', { body: { devices: [SIGN] } })).status, 503, 'a new batch is shed')
+  req.write(line)
+  await lines(2)
+  req.end()
+  await once(res, 'end')
+  const answers = received.trim().split('\n').map((text) => JSON.parse(text) as Record<string, unknown>)
+  t.ok(answers.filter((answer) => typeof answer.mqttPassword === 'string').length >= 2, 'both lines signed while shedding')
 })
