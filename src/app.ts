@@ -11,6 +11,7 @@ import type { Config } from './config.js'
 import { TurnDestination } from './log-destination.js'
 import metrics from './plugins/metrics.js'
 import errorHandler, { handleClientError, sendError } from './plugins/error-handler.js'
+import admission from './plugins/admission.js'
 import auth from './plugins/auth.js'
 import connections from './plugins/connections.js'
 import rateLimits from './plugins/rate-limits.js'
@@ -45,6 +46,8 @@ export interface AppDeps {
   limitClock?: () => number
   /** Where log lines go; the default is stdout. */
   logStream?: DestinationStream
+  /** Admission control's clock (monotonic milliseconds) and how long the event loop has been busy in this turn; both measured by default. */
+  admission?: { clock?: () => number, loopBusy?: () => number }
 }
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -141,6 +144,8 @@ export async function buildApp (config: Readonly<Config>, deps: AppDeps = {}): P
     : (socket: TLSSocket): boolean => tls?.isCurrent(socket) ?? false
   await app.register(auth, { mode: config.auth.mode, tokens, mtlsIdentity: config.auth.mtlsIdentity, isCurrentTls })
   await app.register(rateLimits, { ...config.rateLimit, clock: deps.limitClock })
+  // After authentication (fairness needs the caller), before any route's own hook (the per-caller limit) and any body.
+  await app.register(admission, { ...config.overload, ...deps.admission })
   const tls = config.tls === undefined || tlsMaterial === undefined
     ? undefined
     : await watchTlsFiles(app.server as unknown as HttpsServer, config.tls, app.log.child({ component: 'tls' }), tlsMaterial)

@@ -137,6 +137,16 @@ export const envSchema = z.object({
     .describe('How a client certificate names its device: its CN or a DNS/URI SAN equal to productKey/deviceKey, or (deviceKey, only while no deviceKey is in two products) to the deviceKey.'),
   MAX_CONNECTIONS: wholeNumber('must be a whole number from 1 to 1000000', 1, 1_000_000).optional()
     .describe('Most connections open at once; more are closed as they arrive. Default: the open-file limit minus 128.'),
+  LISTEN_BACKLOG: whole('must be a whole number from 1 to 65535', 1, 65535, 4096)
+    .describe('Connections the kernel queues for the service before it accepts them (listen backlog); capped by net.core.somaxconn (a warning at startup says so). A full queue drops new connections, which then wait 1, 3, 7 s for their retries.'),
+  OVERLOAD_BUSY_MS: whole('must be a whole number of milliseconds from 0 to 60000', 0, 60_000, 50)
+    .describe('Admission control: once the event loop has been busy this long in one turn, new requests get 503 OVERLOADED (from half of it, callers above their fair share do). 0: off.'),
+  OVERLOAD_MAX_IN_FLIGHT: whole('must be a whole number from 0 to 1000000', 0, 1_000_000, 1000)
+    .describe('Admission control: most requests being answered at once (a slow store holds them); more get 503 OVERLOADED (from three quarters of it, callers above their fair share do). 0: no bound.'),
+  OVERLOAD_RETRY_AFTER_MIN_S: whole('must be a whole number of seconds from 1 to 3600', 1, 3600, 1)
+    .describe('Shortest Retry-After of a 503 OVERLOADED answer; each answer draws its own from MIN to MAX, so retries spread out.'),
+  OVERLOAD_RETRY_AFTER_MAX_S: whole('must be a whole number of seconds from 1 to 3600', 1, 3600, 30)
+    .describe('Longest Retry-After of a 503 OVERLOADED answer (at least OVERLOAD_RETRY_AFTER_MIN_S). A 503 costs about half a 200, so the longer devices wait, the more of the service goes to signing.'),
   MAX_CREDENTIAL_AGE_MS: whole('must be a whole number of milliseconds from 0 to 604800000 (7 days)', 0, 604_800_000, 0)
     .describe('POST /verify denies credentials whose timestamp is older than this, or further in the future. 0: no age check (EnOS itself checks none).'),
   VERIFY_NOT_OURS: z.enum(VERIFY_NOT_OURS_ANSWERS, { error: `must be ${VERIFY_NOT_OURS_ANSWERS.join(' or ')}` }).default('ignore')
@@ -189,6 +199,10 @@ export interface Config {
   rateLimit: { perCaller: number, perDevice: number, batchItemsPerCaller: number, verifyPerDevice: number, verifyPerCaller: number, redisUrl: string | undefined }
   tls: { certFile: string, keyFile: string, clientCaFile: string | undefined, crlFile: string | undefined } | undefined
   maxConnections: number | undefined
+  /** LISTEN_BACKLOG: the backlog asked of listen(); the kernel caps it at net.core.somaxconn. */
+  listenBacklog: number
+  /** Admission control: OVERLOAD_BUSY_MS (0: off), OVERLOAD_MAX_IN_FLIGHT (0: no bound), the Retry-After range in seconds. */
+  overload: { busyMs: number, maxInFlight: number, retryAfterMinS: number, retryAfterMaxS: number }
   /** POST /verify: MAX_CREDENTIAL_AGE_MS (0: off), VERIFY_NOT_OURS, VERIFY_UNKNOWN_CACHE_MS (0: off). */
   verify: { maxAgeMs: number, notOurs: (typeof VERIFY_NOT_OURS_ANSWERS)[number], unknownCacheMs: number }
   batchMaxItems: number
@@ -308,6 +322,9 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
   lines.push(...storeProblems(present), ...watchProblems(present), ...accessProblems(present))
   // A revocation list checks client certificates: without a client CA there are none.
   if (present.TLS_CRL_FILE !== undefined && present.TLS_CLIENT_CA_FILE === undefined) lines.push('  TLS_CRL_FILE: has no effect without TLS_CLIENT_CA_FILE')
+  if (result.success && result.data.OVERLOAD_RETRY_AFTER_MIN_S > result.data.OVERLOAD_RETRY_AFTER_MAX_S) {
+    lines.push('  OVERLOAD_RETRY_AFTER_MIN_S: must not be more than OVERLOAD_RETRY_AFTER_MAX_S')
+  }
   if (!result.success || lines.length > 0) throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`)
   const e = result.data
   const isExampleStore = isExample(present)
@@ -343,6 +360,13 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
       ? undefined
       : Object.freeze({ certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.TLS_CLIENT_CA_FILE, crlFile: e.TLS_CRL_FILE }),
     maxConnections: e.MAX_CONNECTIONS,
+    listenBacklog: e.LISTEN_BACKLOG,
+    overload: Object.freeze({
+      busyMs: e.OVERLOAD_BUSY_MS,
+      maxInFlight: e.OVERLOAD_MAX_IN_FLIGHT,
+      retryAfterMinS: e.OVERLOAD_RETRY_AFTER_MIN_S,
+      retryAfterMaxS: e.OVERLOAD_RETRY_AFTER_MAX_S
+    }),
     verify: Object.freeze({ maxAgeMs: e.MAX_CREDENTIAL_AGE_MS, notOurs: e.VERIFY_NOT_OURS, unknownCacheMs: e.VERIFY_UNKNOWN_CACHE_MS }),
     batchMaxItems: e.BATCH_MAX_ITEMS,
     batchStream: Object.freeze({ maxItems: e.BATCH_STREAM_MAX_ITEMS, maxMs: e.BATCH_STREAM_MAX_MS, perCaller: e.BATCH_STREAMS_PER_CALLER }),

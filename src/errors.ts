@@ -28,7 +28,9 @@ export const ERROR_STATUS = {
   HEADERS_TOO_LARGE: 431,
   INTERNAL: 500,
   STORE_UNAVAILABLE: 503,
-  SHUTTING_DOWN: 503
+  SHUTTING_DOWN: 503,
+  /** Admission control shed the request (OVERLOAD_BUSY_MS, OVERLOAD_MAX_IN_FLIGHT); Retry-After is drawn from OVERLOAD_RETRY_AFTER_MIN_S..MAX_S. */
+  OVERLOADED: 503
 } as const
 
 export type ErrorCode = keyof typeof ERROR_STATUS

@@ -1,5 +1,6 @@
 // Starts the service: config from the environment -> app -> listen; graceful shutdown on SIGTERM/SIGINT.
 import { lookup } from 'node:dns/promises'
+import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
@@ -22,6 +23,21 @@ export async function checkHost (host: string): Promise<void> {
   } catch (err) {
     throw new ConfigError(`Invalid configuration:\n  HOST: does not resolve to an address (${String((err as NodeJS.ErrnoException).code)})`)
   }
+}
+
+/**
+ * Why LISTEN_BACKLOG will not be what it says: the kernel caps a listen backlog at
+ * net.core.somaxconn. Undefined when it fits, or when the limit cannot be read (not Linux).
+ */
+export function backlogWarning (backlog: number, somaxconnFile = '/proc/sys/net/core/somaxconn'): string | undefined {
+  let limit: number
+  try {
+    limit = Number(readFileSync(somaxconnFile, 'utf8').trim())
+  } catch {
+    return undefined
+  }
+  if (!Number.isInteger(limit) || limit >= backlog) return undefined
+  return `LISTEN_BACKLOG=${backlog} but the kernel caps it at net.core.somaxconn=${limit}: raise it (sysctl net.core.somaxconn=${backlog}, or the pod's sysctls) or a burst of new connections overflows the queue and waits seconds for SYN retries`
 }
 
 /**
@@ -48,7 +64,9 @@ export async function start (env: NodeJS.ProcessEnv, onReload: (reload: () => vo
     clearTimeout(cut)
     app.log.info('stopped')
   })
-  await app.listen({ port: config.port, host: config.host })
+  await app.listen({ port: config.port, host: config.host, backlog: config.listenBacklog })
+  const backlog = backlogWarning(config.listenBacklog)
+  if (backlog !== undefined) app.log.warn({ listenBacklog: config.listenBacklog }, backlog)
   const { mode, exampleOpen } = config.auth
   if (exampleOpen) {
     app.log.warn({ authMode: mode }, 'AUTH_MODE unset with the bundled example store: the API runs open (anyone who can reach this port can sign for the example devices); set AUTH_TOKENS_FILE for access control, and STORE_FILE for real devices')

@@ -1,11 +1,14 @@
 // How a failed startup is reported: one line for a known cause, the stack for anything else, exit 1.
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { ConfigError } from '../src/config.js'
-import { checkHost, failStartup } from '../src/start.js'
+import { backlogWarning, checkHost, failStartup } from '../src/start.js'
 import { AppError } from '../src/errors.js'
 import { DeviceFileError } from '../src/store/device-file.js'
 import { SchemaError } from '../src/store/migrations.js'
 import { SharedDeviceKeyError } from '../src/store/shared-device-keys.js'
+import { tempDir } from './helper.js'
 
 /** Runs failStartup with process.exit and stderr captured (the real ones are restored after). */
 function report (t: Test, err: unknown): { code: number | undefined, output: string } {
@@ -54,4 +57,15 @@ t.test('HOST is checked before the app is built: an address passes, a name must 
   await t.resolves(checkHost('127.0.0.1'))
   await t.resolves(checkHost('localhost'))
   await t.rejects(checkHost('no-such-host.invalid'), { name: 'ConfigError', message: /^Invalid configuration:\n {2}HOST: does not resolve to an address \((ENOTFOUND|EAI_AGAIN)\)$/ })
+})
+
+t.test('LISTEN_BACKLOG above net.core.somaxconn is warned about, naming both; at or below it, or unreadable, nothing is said', async (t) => {
+  const dir = tempDir(t)
+  const limit = join(dir, 'somaxconn')
+  writeFileSync(limit, '1024\n')
+  t.match(backlogWarning(4096, limit), /^LISTEN_BACKLOG=4096 but the kernel caps it at net\.core\.somaxconn=1024: raise it/)
+  t.equal(backlogWarning(1024, limit), undefined)
+  t.equal(backlogWarning(4096, join(dir, 'missing')), undefined)
+  writeFileSync(limit, 'not a number\n')
+  t.equal(backlogWarning(4096, limit), undefined)
 })

@@ -6,6 +6,7 @@ import { normalizeSignMethod, type SignMethod } from '../core/sign-method.js'
 import { isAppError } from '../errors.js'
 import type { DeviceKeys, DeviceStore } from '../store/store.js'
 import { CounterCells, HistogramCells } from './metric-cells.js'
+import type { AdmissionStats } from './admission.js'
 import type { RateLimitSharing } from './rate-limits.js'
 
 declare module 'fastify' {
@@ -224,6 +225,26 @@ function sharingMetrics (registry: Registry, sharing: () => RateLimitSharing | u
   }
 }
 
+/** What admission control shed and holds in flight, read at each scrape (it counts in plain numbers: no metric work per shed request). */
+function admissionMetrics (registry: Registry, stats: () => AdmissionStats): () => void {
+  const shed = new Counter({
+    name: `${PREFIX}requests_shed_total`,
+    help: 'Requests answered 503 OVERLOADED by admission control, by reason: busy (OVERLOAD_BUSY_MS) or in_flight (OVERLOAD_MAX_IN_FLIGHT).',
+    labelNames: ['reason'],
+    registers: [registry]
+  })
+  const inFlight = new Gauge({ name: `${PREFIX}requests_in_flight`, help: 'Requests admitted and not yet answered (probes excluded).', registers: [registry] })
+  const counted = { busy: 0, in_flight: 0 }
+  return () => {
+    const now = stats()
+    for (const reason of ['busy', 'in_flight'] as const) {
+      shed.inc({ reason }, now.shed[reason] - counted[reason])
+      counted[reason] = now.shed[reason]
+    }
+    inFlight.set(now.inFlight)
+  }
+}
+
 async function metrics (app: FastifyInstance, { enabled, defaultSignMethod, version }: MetricsOptions): Promise<void> {
   if (!enabled) {
     app.decorate('metrics', OFF)
@@ -237,6 +258,7 @@ async function metrics (app: FastifyInstance, { enabled, defaultSignMethod, vers
   const stores = storeMetrics(registry, () => app.store)
   app.decorate('metrics', { instrumentStore: stores.instrumentStore, storeReloaded: stores.storeReloaded })
   const sharing = sharingMetrics(registry, () => app.limits.sharing())
+  const admitted = admissionMetrics(registry, () => app.admission.stats())
   const observe = requestMetrics(registry, defaultSignMethod)
   app.addHook('onResponse', (request, reply, done) => {
     observe(request, reply)
@@ -249,6 +271,7 @@ async function metrics (app: FastifyInstance, { enabled, defaultSignMethod, vers
     // Each metric is collected at the same time as the others: what the store says is read first.
     await stores.refresh()
     sharing()
+    admitted()
     const text = await registry.metrics()
     return reply.type(registry.contentType).send(text)
   })

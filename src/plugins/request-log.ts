@@ -100,7 +100,8 @@ export class RequestLogController extends LogController {
   override requestCompleted (_error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     // Every request's logger is one (app.ts); nothing is built for a line that would not be written.
     const log = request.log as RequestLogger
-    if (!log.isLevelEnabled('info')) return
+    // A request shed by admission control is counted in /metrics, not logged: a flood must not flood the log.
+    if (!log.isLevelEnabled('info') || request.outcome === 'OVERLOADED') return
     // Loose: a request Fastify refuses before routing (a malformed URL) is made without the decorators.
     const { batch } = request
     // A getter that builds an object each time it is read: read once.

@@ -470,7 +470,7 @@ const batchRoute: FastifyPluginAsyncZod<BatchRouteOptions> = async (app, options
           429: `Too many requests from this caller (RATE_LIMIT_PER_CALLER), or, for an ${NDJSON} stream, BATCH_STREAMS_PER_CALLER streams of this caller are open already (RATE_LIMITED); retry after Retry-After seconds.`,
           415: `The body is neither application/json nor ${NDJSON} (UNSUPPORTED_MEDIA_TYPE).`,
           500: COMMON_ERRORS[500],
-          503: 'The service is stopping (SHUTTING_DOWN); retry after Retry-After seconds. A store that cannot answer fails each item instead (STORE_UNAVAILABLE).'
+          503: 'The service is stopping (SHUTTING_DOWN) or overloaded (OVERLOADED: only a new request; a stream already open is never cut); retry after Retry-After seconds. A store that cannot answer fails each item instead (STORE_UNAVAILABLE).'
         })
       }
     }

@@ -25,7 +25,7 @@ export const COMMON_ERRORS = {
   413: 'The body is larger than BODY_LIMIT (PAYLOAD_TOO_LARGE).',
   415: 'The body is not sent as application/json (UNSUPPORTED_MEDIA_TYPE).',
   500: 'A bug (INTERNAL): the message reveals nothing; the log line with the same X-Request-Id has the cause.',
-  503: 'The store cannot answer now (STORE_UNAVAILABLE) or the service is stopping (SHUTTING_DOWN); retry after Retry-After seconds.'
+  503: 'The store cannot answer now (STORE_UNAVAILABLE), the service is overloaded (OVERLOADED) or it is stopping (SHUTTING_DOWN); retry after Retry-After seconds.'
 } as const
 
 /** The headers an error status carries besides X-Request-Id. */

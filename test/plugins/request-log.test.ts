@@ -92,7 +92,8 @@ t.test('every request, success or error, writes exactly one log line, and no sec
   t.equal(completed.length, 31, 'one line per request', { lines: completed.map((l) => `${String(l.route)} ${String(l.outcome)}`) })
   t.same(new Set(completed.map((line) => line.reqId)).size, 31, 'each with its own request id')
   const outcomes = new Set(completed.map((line) => line.outcome))
-  for (const code of Object.keys(ERROR_STATUS)) t.ok(outcomes.has(code), `${code} was reached through HTTP and logged`)
+  // OVERLOADED answers are counted in /metrics and never logged one by one (test/plugins/admission.test.ts reaches it through HTTP).
+  for (const code of Object.keys(ERROR_STATUS)) if (code !== 'OVERLOADED') t.ok(outcomes.has(code), `${code} was reached through HTTP and logged`)
   t.ok(outcomes.has('signed'))
 
   t.equal(passwords.length, 4)

@@ -23,6 +23,8 @@ t.test('an empty environment gives the documented defaults on the bundled exampl
     rateLimit: { perCaller: 0, perDevice: 30, batchItemsPerCaller: 2_000_000, verifyPerDevice: 60, verifyPerCaller: 0, redisUrl: undefined },
     tls: undefined,
     maxConnections: undefined,
+    listenBacklog: 4096,
+    overload: { busyMs: 50, maxInFlight: 1000, retryAfterMinS: 1, retryAfterMaxS: 30 },
     verify: { maxAgeMs: 0, notOurs: 'ignore', unknownCacheMs: 5000 },
     batchMaxItems: 1000,
     batchStream: { maxItems: 5_000_000, maxMs: 3_600_000, perCaller: 4 },
@@ -364,4 +366,15 @@ t.test('MQTT_PORT holding a Kubernetes service link (a Service named mqtt) is na
   t.throws(() => loadConfig(links), { message }, 'without MQTT_HOST')
   t.throws(() => loadConfig({ ...links, MQTT_HOST: 'mqtt-cn4.envisioniot.com' }), { message }, 'and with it')
   t.equal(loadConfig({ MQTT_HOST: 'h', MQTT_SERVICE_HOST: '10.0.0.1', MQTT_PORT_1883_TCP: 'tcp://10.0.0.1:1883' }).mqtt?.port, 8883, 'the other link variables are left alone')
+})
+
+t.test('admission control and the listen backlog: whole numbers in range, 0 turns a bound off, the Retry-After range in order', async (t) => {
+  t.match(loadConfig({ LISTEN_BACKLOG: '511', OVERLOAD_BUSY_MS: '0', OVERLOAD_MAX_IN_FLIGHT: '0', OVERLOAD_RETRY_AFTER_MIN_S: '5', OVERLOAD_RETRY_AFTER_MAX_S: '5' }), {
+    listenBacklog: 511,
+    overload: { busyMs: 0, maxInFlight: 0, retryAfterMinS: 5, retryAfterMaxS: 5 }
+  })
+  t.throws(() => loadConfig({ LISTEN_BACKLOG: '0', OVERLOAD_BUSY_MS: '60001', OVERLOAD_MAX_IN_FLIGHT: '-1', OVERLOAD_RETRY_AFTER_MIN_S: '0', OVERLOAD_RETRY_AFTER_MAX_S: '3601' }), {
+    message: /LISTEN_BACKLOG: must be a whole number from 1 to 65535\n.*OVERLOAD_BUSY_MS: .*\n.*OVERLOAD_MAX_IN_FLIGHT: .*\n.*OVERLOAD_RETRY_AFTER_MIN_S: .*\n.*OVERLOAD_RETRY_AFTER_MAX_S: /
+  })
+  t.throws(() => loadConfig({ OVERLOAD_RETRY_AFTER_MIN_S: '40' }), { name: 'ConfigError', message: /OVERLOAD_RETRY_AFTER_MIN_S: must not be more than OVERLOAD_RETRY_AFTER_MAX_S/ })
 })
