@@ -10,9 +10,10 @@
 //
 // Each round: the unloaded maximum (STORM_MAX_CONCURRENCY devices at a time, new connection per request, which
 // just saturates the service), then the storm: STORM_CONCURRENCY devices at a time, by default STORM_FACTOR x the
-// maximum of round 1 x 1 s, so that devices trying about once a second (a Retry-After of about 1 s) offer
-// STORM_FACTOR times the maximum. K load clients (child processes, test/bench/storm-client.ts); the first has
-// STORM_HEAVY times the devices of each other one, to test fairness: a service that answers in arrival order gives
+// capacity x 1 s, so that devices trying about once a second (a Retry-After of about 1 s) offer STORM_FACTOR times
+// it. The capacity is what the server answers a second on a whole core, from its CPU per 200 in round 1's maximum
+// (neighbours on a shared machine take a varying part of the core, and with it the req/s). K load clients (child
+// processes, test/bench/storm-client.ts); the first has STORM_HEAVY times the devices of each other one, to test fairness: a service that answers in arrival order gives
 // each light client 1 / (STORM_HEAVY + K - 1) of the 200s, 3/8 of its fair share (all 200s / K) at the defaults,
 // below the goal of 1/2; a fair one gives each at least its share. During the storm GET /healthz is probed every
 // 200 ms on a new connection. The server runs on CPU 1 and the load on CPU 0 where taskset exists.
@@ -115,6 +116,16 @@ function sampleProcess (pid: number): { rssMb: number, cpuS: number } {
   return { rssMb: Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1]) / 1024, cpuS: (Number(fields[11]) + Number(fields[12])) / 100 }
 }
 
+/** Waits (at most 20 s) until the server uses under 10% of a core over half a second: the storm's backlog is served. */
+async function settle (pid: number): Promise<void> {
+  const deadline = Date.now() + 20_000
+  while (Date.now() < deadline) {
+    const before = sampleProcess(pid).cpuS
+    await sleep(500)
+    if (sampleProcess(pid).cpuS - before < 0.05) return
+  }
+}
+
 // ---- measuring ----
 
 function percentile (values: number[], p: number): number {
@@ -184,6 +195,7 @@ interface Round {
   probeP99: number
   probeMax: number
   probeFailures: number
+  probes: number
 }
 
 function summarize (stats: ClientStats[]): { ok: number, attempts: number, statuses: Record<string, number>, errors: Record<string, number>, noRetryAfter: number, latencies: number[] } {
@@ -268,8 +280,14 @@ async function main (): Promise<void> {
     const maxSummary = summarize(maxStats)
     const maxRps = maxSummary.ok / MAX_SECONDS
     if (stormConcurrency === 0) {
-      stormConcurrency = Math.min(MAX_STORM_CONCURRENCY, Math.round(envNumber('STORM_CONCURRENCY', Math.max(CLIENTS + HEAVY, FACTOR * maxRps))))
-      console.log(`storm: ${stormConcurrency} devices at a time (${process.env.STORM_CONCURRENCY !== undefined ? 'STORM_CONCURRENCY' : `${FACTOR} x ${fmt(maxRps)}/s x 1 s`})`)
+      // The capacity the storm is sized on: what the server answers a second on a whole core, from its CPU per 200
+      // (the req/s of one phase depends on how much of its core the neighbours leave it: 20-90% here).
+      const capacity = Math.max(maxRps, maxSummary.ok / Math.max(cpuMax, 0.01))
+      stormConcurrency = Math.min(MAX_STORM_CONCURRENCY, Math.round(envNumber('STORM_CONCURRENCY', Math.max(CLIENTS + HEAVY, FACTOR * capacity))))
+      console.log(`storm: ${stormConcurrency} devices at a time (${process.env.STORM_CONCURRENCY !== undefined
+        ? 'STORM_CONCURRENCY'
+        : `${FACTOR} x ${fmt(capacity)}/s x 1 s; ${fmt(capacity)}/s = 1 s / ${fmt(cpuMax * 1e6 / Math.max(1, maxSummary.ok))} µs of server CPU per 200 ` +
+          `in round 1's maximum, which answered ${fmt(maxRps)}/s on ${Math.round((cpuMax / MAX_SECONDS) * 100)}% of a core`})`)
     }
     await sleep(1000)
 
@@ -286,7 +304,9 @@ async function main (): Promise<void> {
     const loadCpuS = loadCpu() - loadBefore
     clearInterval(sampler)
     peak = Math.max(peak, end.rssMb)
-    await sleep(3000)
+    // Connections the clients gave up on may still sit in the listen queue: the next round starts once they are served.
+    await settle(service.pid)
+    await sleep(1000)
     const after = sampleProcess(service.pid)
 
     const storm = summarize(stormStats)
@@ -317,13 +337,13 @@ async function main (): Promise<void> {
       cpuUsPer200: (end.cpuS - before.cpuS) * 1e6 / Math.max(1, storm.statuses['200'] ?? 0),
       probeP99: percentile(probed.latencies, 99),
       probeMax: probed.latencies.reduce((a, b) => Math.max(a, b), 0),
-      probeFailures: probed.failures
+      probeFailures: probed.failures,
+      probes: probed.latencies.length
     }
     rounds.push(run)
     console.log(`  round ${round}: max ${fmt(maxRps)} 200s/s; storm ${fmt(run.goodput)} 200s/s (${fmt(run.goodput / maxRps, 2)}), ` +
       `${fmt(run.attemptsPerS)} attempts/s; statuses ${counts(run.statuses)}; failures ${counts(run.errors)}; p99 ${fmt(run.p99)} ms, max ${fmt(run.max)} ms; ` +
       `shares ${run.shares.map((s) => fmt(s, 2)).join('/')}; probe p99 ${fmt(run.probeP99)} ms`)
-    await sleep(1000)
   }
   const lines = readFileSync(logFile, 'utf8').split('\n').filter((line) => line !== '')
   const errorLines = lines.filter((line) => /"level":(50|60)/.test(line))
@@ -337,7 +357,7 @@ async function main (): Promise<void> {
     rounds.map((r) => [`#${r.round}`, fmt(r.maxRps), pct(r.maxCpuShare), fmt(r.maxCpuUsPer200), `${r.concurrency}`, fmt(r.goodput), fmt(r.goodput / r.maxRps, 2), fmt(r.attemptsPerS),
       fmt(r.attemptsPerS / r.maxRps, 1), counts(r.statuses), counts(r.errors), `${r.bad}`, fmt(r.p50), fmt(r.p99), fmt(r.max),
       fmt(Math.min(...r.shares), 2), r.shares.map((s) => fmt(s, 2)).join('/'), fmt(r.rssBefore), fmt(r.rssPeak), fmt(r.rssAfter), pct(r.stormCpuShare), fmt(r.cpuUsPer200), pct(r.loadCpuShare),
-      fmt(r.probeP99), fmt(r.probeMax), `${r.probeFailures}`])))
+      fmt(r.probeP99), fmt(r.probeMax), `${r.probeFailures}/${r.probes}`])))
 
   const m = (pick: (r: Round) => number): number => median(rounds.map(pick))
   const goodputRatio = m((r) => r.goodput / r.maxRps)
