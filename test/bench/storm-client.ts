@@ -7,6 +7,7 @@
 // new connection, also used by the parents for their probes.
 import { fork, type ChildProcess } from 'node:child_process'
 import { connect } from 'node:net'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 
 /** One request on a new connection: what happened and how long it took, from connect() to the full answer. */
@@ -110,6 +111,8 @@ export interface ClientStats {
   /** Time to an answer (ms) of every attempt; a failure counts with the time it took to fail. */
   latencies: number[]
   windowMs: number
+  /** This client's own event-loop delay over the phase (ms): when it is large, the client, not the service, made the times long. */
+  loopDelayMaxMs: number
 }
 
 // ---- the parent side ----
@@ -204,7 +207,9 @@ async function runClient (): Promise<void> {
   })
 
   async function phase (given: ClientSetup, concurrency: number, durationMs: number): Promise<ClientStats> {
-    const stats: ClientStats = { client, concurrency, attempts: 0, ok: 0, statuses: {}, errors: {}, noRetryAfter: 0, latencies: [], windowMs: durationMs }
+    const stats: ClientStats = { client, concurrency, attempts: 0, ok: 0, statuses: {}, errors: {}, noRetryAfter: 0, latencies: [], windowMs: durationMs, loopDelayMaxMs: 0 }
+    const loopDelay = monitorEventLoopDelay({ resolution: 10 })
+    loopDelay.enable()
     const started = performance.now()
     const endsAt = started + durationMs
     const wait = async (ms: number): Promise<void> => sleep(Math.max(0, Math.min(ms, endsAt - performance.now())))
@@ -237,6 +242,8 @@ async function runClient (): Promise<void> {
       }
     }
     await Promise.all(Array.from({ length: concurrency }, device))
+    loopDelay.disable()
+    stats.loopDelayMaxMs = loopDelay.max / 1e6
     return stats
   }
 }

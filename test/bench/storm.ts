@@ -196,6 +196,8 @@ interface Round {
   probeMax: number
   probeFailures: number
   probes: number
+  /** The largest event-loop delay of a load client in the storm (ms). */
+  loadLoopDelayMs: number
 }
 
 function summarize (stats: ClientStats[]): { ok: number, attempts: number, statuses: Record<string, number>, errors: Record<string, number>, noRetryAfter: number, latencies: number[] } {
@@ -338,7 +340,8 @@ async function main (): Promise<void> {
       probeP99: percentile(probed.latencies, 99),
       probeMax: probed.latencies.reduce((a, b) => Math.max(a, b), 0),
       probeFailures: probed.failures,
-      probes: probed.latencies.length
+      probes: probed.latencies.length,
+      loadLoopDelayMs: Math.max(...stormStats.map((c) => c.loopDelayMaxMs))
     }
     rounds.push(run)
     console.log(`  round ${round}: max ${fmt(maxRps)} 200s/s; storm ${fmt(run.goodput)} 200s/s (${fmt(run.goodput / maxRps, 2)}), ` +
@@ -353,10 +356,10 @@ async function main (): Promise<void> {
   console.log('\nPer round (times in ms, from connect() to the full answer; RSS in MB; CPU: server µs per 200):')
   console.log(table(
     ['round', 'max 200/s', 'CPU', 'µs/200 max', 'devices', 'storm 200/s', 'ratio', 'attempts/s', 'x max', 'statuses', 'no answer', 'bad', 'p50', 'p99', 'max',
-      'share min', 'shares', 'RSS before', 'peak', 'after', 'CPU', 'µs/200 storm', 'load CPU', 'probe p99', 'probe max', 'probe fail'],
+      'share min', 'shares', 'RSS before', 'peak', 'after', 'CPU', 'µs/200 storm', 'load CPU', 'load delay', 'probe p99', 'probe max', 'probe fail'],
     rounds.map((r) => [`#${r.round}`, fmt(r.maxRps), pct(r.maxCpuShare), fmt(r.maxCpuUsPer200), `${r.concurrency}`, fmt(r.goodput), fmt(r.goodput / r.maxRps, 2), fmt(r.attemptsPerS),
       fmt(r.attemptsPerS / r.maxRps, 1), counts(r.statuses), counts(r.errors), `${r.bad}`, fmt(r.p50), fmt(r.p99), fmt(r.max),
-      fmt(Math.min(...r.shares), 2), r.shares.map((s) => fmt(s, 2)).join('/'), fmt(r.rssBefore), fmt(r.rssPeak), fmt(r.rssAfter), pct(r.stormCpuShare), fmt(r.cpuUsPer200), pct(r.loadCpuShare),
+      fmt(Math.min(...r.shares), 2), r.shares.map((s) => fmt(s, 2)).join('/'), fmt(r.rssBefore), fmt(r.rssPeak), fmt(r.rssAfter), pct(r.stormCpuShare), fmt(r.cpuUsPer200), pct(r.loadCpuShare), fmt(r.loadLoopDelayMs),
       fmt(r.probeP99), fmt(r.probeMax), `${r.probeFailures}/${r.probes}`])))
 
   const m = (pick: (r: Round) => number): number => median(rounds.map(pick))
