@@ -13,7 +13,7 @@
 // capacity x 1 s, so that devices trying about once a second (a Retry-After of about 1 s) offer STORM_FACTOR times
 // it. The capacity is what the server answers a second on a whole core, from its CPU per 200 in round 1's maximum
 // (neighbours on a shared machine take a varying part of the core, and with it the req/s). K load clients (child
-// processes, test/bench/storm-client.ts); the first has STORM_HEAVY times the devices of each other one, to test fairness: a service that answers in arrival order gives
+// processes, test/bench/storm-client.ts, one per unit of weight); the first has STORM_HEAVY times the devices of each other one, to test fairness: a service that answers in arrival order gives
 // each light client 1 / (STORM_HEAVY + K - 1) of the 200s, 3/8 of its fair share (all 200s / K) at the defaults,
 // below the goal of 1/2; a fair one gives each at least its share. During the storm GET /healthz is probed every
 // 200 ms on a new connection. The server runs on CPU 1 and the load on CPU 0 where taskset exists.
@@ -41,7 +41,7 @@ const MAX_SECONDS = envNumber('STORM_MAX_SECONDS', 5)
 const MAX_CONCURRENCY = Math.round(envNumber('STORM_MAX_CONCURRENCY', 50))
 const FACTOR = envNumber('STORM_FACTOR', 4)
 const CLIENTS = Math.round(envNumber('STORM_CLIENTS', 3))
-const HEAVY = envNumber('STORM_HEAVY', 6)
+const HEAVY = Math.round(envNumber('STORM_HEAVY', 6))
 const TIMEOUT_MS = Math.round(envNumber('STORM_TIMEOUT_MS', 10_000))
 const RETRY_SCALE = envNumber('STORM_RETRY_SCALE', 1)
 const OPEN = process.env.STORM_OPEN === '1' || process.env.STORM_OPEN === 'true'
@@ -254,30 +254,35 @@ async function main (): Promise<void> {
   const pin = pinning()
   const service = await startService(env, logFile, pin)
   const weights = Array.from({ length: CLIENTS }, (_, i) => i === 0 ? HEAVY : 1)
-  const setups: ClientSetup[] = weights.map((_, i) => ({
+  // One process per unit of weight, each with the same number of devices, all of a client (a caller) sharing its
+  // token or source address: the load's CPU is shared by process, so one process with six times the devices
+  // would send fewer than six times the requests.
+  const callerOf = weights.flatMap((weight, caller) => Array.from({ length: weight }, () => caller))
+  const setups: ClientSetup[] = callerOf.map((caller, p) => ({
     target: service.target,
     path: '/sign',
-    ...(OPEN ? { localAddress: `127.0.0.${i + 2}` } : { token: tokens[i] }),
-    devices: names.filter((_, d) => d % CLIENTS === i),
+    ...(OPEN ? { localAddress: `127.0.0.${caller + 2}` } : { token: tokens[caller] }),
+    devices: names.filter((_, d) => d % callerOf.length === p),
     timeoutMs: TIMEOUT_MS,
     retryScale: RETRY_SCALE
   }))
   const clients = await startStormClients(setups, children)
+  const even = callerOf.map(() => 1)
   const loadCpu = (): number => clients.reduce((n, c) => n + (c.child.pid === undefined ? 0 : sampleProcess(c.child.pid).cpuS), 0) + process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6
   console.log(`node ${process.version}; ${DEVICES} devices; ${OPEN ? 'AUTH_MODE=none, clients on 127.0.0.2..' : 'AUTH_MODE=token, one token per client'}; ` +
     `both rate limits on; LOG_LEVEL=info to a file${process.env.RATE_LIMIT_REDIS_URL !== undefined ? '; RATE_LIMIT_REDIS_URL set' : ''}`)
-  console.log(`${CLIENTS} load clients (weights ${weights.join(':')}); ${ROUNDS} round(s) of ${MAX_SECONDS} s unloaded maximum at ${MAX_CONCURRENCY} devices at a time, ` +
+  console.log(`${CLIENTS} load clients (weights ${weights.join(':')}, ${callerOf.length} processes); ${ROUNDS} round(s) of ${MAX_SECONDS} s unloaded maximum at ${MAX_CONCURRENCY} devices at a time, ` +
     `then ${STORM_SECONDS} s of storm; attempt timeout ${TIMEOUT_MS} ms; Retry-After waited x${RETRY_SCALE}${RETRY_SCALE === 1 ? '' : ' (SHORTENED: not what devices do)'}`)
 
   // Warm-up: the JIT and the service's caches, at the concurrency of the maximum.
-  await runPhase(clients, split(MAX_CONCURRENCY, weights.map(() => 1)), 2000)
+  await runPhase(clients, split(MAX_CONCURRENCY, even), 2000)
 
   const rounds: Round[] = []
   let stormConcurrency = 0
   for (let round = 1; round <= ROUNDS; round++) {
     // The unloaded maximum: same shape (a new connection per request), enough devices at a time to saturate.
     const cpuMax0 = sampleProcess(service.pid).cpuS
-    const maxStats = await runPhase(clients, split(MAX_CONCURRENCY, weights.map(() => 1)), MAX_SECONDS * 1000)
+    const maxStats = await runPhase(clients, split(MAX_CONCURRENCY, even), MAX_SECONDS * 1000)
     const cpuMax = sampleProcess(service.pid).cpuS - cpuMax0
     const maxSummary = summarize(maxStats)
     const maxRps = maxSummary.ok / MAX_SECONDS
@@ -285,7 +290,7 @@ async function main (): Promise<void> {
       // The capacity the storm is sized on: what the server answers a second on a whole core, from its CPU per 200
       // (the req/s of one phase depends on how much of its core the neighbours leave it: 20-90% here).
       const capacity = Math.max(maxRps, maxSummary.ok / Math.max(cpuMax, 0.01))
-      stormConcurrency = Math.min(MAX_STORM_CONCURRENCY, Math.round(envNumber('STORM_CONCURRENCY', Math.max(CLIENTS + HEAVY, FACTOR * capacity))))
+      stormConcurrency = Math.min(MAX_STORM_CONCURRENCY, Math.round(envNumber('STORM_CONCURRENCY', Math.max(callerOf.length, FACTOR * capacity))))
       console.log(`storm: ${stormConcurrency} devices at a time (${process.env.STORM_CONCURRENCY !== undefined
         ? 'STORM_CONCURRENCY'
         : `${FACTOR} x ${fmt(capacity)}/s x 1 s; ${fmt(capacity)}/s = 1 s / ${fmt(cpuMax * 1e6 / Math.max(1, maxSummary.ok))} µs of server CPU per 200 ` +
@@ -299,7 +304,7 @@ async function main (): Promise<void> {
     let peak = before.rssMb
     const sampler = setInterval(() => { peak = Math.max(peak, sampleProcess(service.pid).rssMb) }, 100)
     const probes = probe(service.target)
-    const stormStats = await runPhase(clients, split(stormConcurrency, weights), STORM_SECONDS * 1000)
+    const stormStats = await runPhase(clients, split(stormConcurrency, even), STORM_SECONDS * 1000)
     const probed = await probes.stop()
     const end = sampleProcess(service.pid)
     const stormSeconds = (performance.now() - stormStarted) / 1000
@@ -332,7 +337,7 @@ async function main (): Promise<void> {
       p50: percentile(storm.latencies, 50),
       p99: percentile(storm.latencies, 99),
       max: storm.latencies.reduce((a, b) => Math.max(a, b), 0),
-      shares: stormStats.map((s) => fair === 0 ? 0 : s.ok / fair),
+      shares: weights.map((_, caller) => fair === 0 ? 0 : stormStats.filter((_, p) => callerOf[p] === caller).reduce((n, c) => n + c.ok, 0) / fair),
       rssBefore: before.rssMb,
       rssPeak: peak,
       rssAfter: after.rssMb,
@@ -374,6 +379,11 @@ async function main (): Promise<void> {
     `storm ${fmt(m((r) => r.goodput))} 200s/s (${fmt(m((r) => r.cpuUsPer200))} µs CPU/200; CPU ratio max/storm ${fmt(m((r) => r.maxCpuUsPer200 / r.cpuUsPer200), 2)}, ` +
     `the steadier figure where neighbours take the server's core away), p50 ${fmt(m((r) => r.p50))} ms, max ${fmt(m((r) => r.max))} ms; ` +
     `RSS after the storm ${fmt(m((r) => r.rssAfter - r.rssBefore), 1)} MB over before`)
+  const stall = Math.max(...rounds.map((r) => r.loadLoopDelayMs))
+  if (stall > 1000) {
+    console.log(`NOTE: a load client stalled for up to ${fmt(stall)} ms (its event loop): times and shares are inflated by the load generator ` +
+      'that much; rerun on a quieter machine or with a lower STORM_CONCURRENCY')
+  }
   console.log(`service log: ${lines.length} lines, ${errorLines.length} at error or fatal${errorLines.length > 0 ? `; first: ${errorLines[0]?.slice(0, 300)}` : ''}`)
   const goals: Array<[string, boolean]> = [
     [`every request answered (200, or 503 with Retry-After): ${bad} not`, bad === 0],
