@@ -2,10 +2,11 @@
 // connections and calls POST /sign, each device retrying on 503/429 after its Retry-After, at several times what
 // the service can serve. Run with `npm run bench:storm` (it builds first). Exits 1 when a goal is not met.
 //
-// Shipped configuration: AUTH_MODE=token (one token per load client: distinct callers), both rate limits on
+// Shipped configuration: AUTH_MODE=token (one token per caller), both rate limits on
 // (RATE_LIMIT_PER_DEVICE at its default, every device distinct; RATE_LIMIT_PER_CALLER high enough to admit the
 // load), LOG_LEVEL=info with the log (the audit line of each request) going to a file. STORM_OPEN=1: AUTH_MODE=none
-// instead, each load client on its own loopback source address (127.0.0.2, .3, ...) so it is a caller of its own.
+// instead, each caller on its own loopback source address (127.0.0.2, .3, ...), all of its load processes sharing it
+// (thousands of connections from one address: watch the load delay column).
 // RATE_LIMIT_REDIS_URL, when set, is passed on to the service.
 //
 // Each round: the unloaded maximum (STORM_MAX_CONCURRENCY devices at a time, new connection per request, which
@@ -271,9 +272,9 @@ async function main (): Promise<void> {
   const clients = await startStormClients(setups, children)
   const even = callerOf.map(() => 1)
   const loadCpu = (): number => clients.reduce((n, c) => n + (c.child.pid === undefined ? 0 : sampleProcess(c.child.pid).cpuS), 0) + process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6
-  console.log(`node ${process.version}; ${DEVICES} devices; ${OPEN ? 'AUTH_MODE=none, clients on 127.0.0.2..' : 'AUTH_MODE=token, one token per client'}; ` +
+  console.log(`node ${process.version}; ${DEVICES} devices; ${OPEN ? 'AUTH_MODE=none, each caller on an address of its own (127.0.0.2, ...)' : 'AUTH_MODE=token, one token per caller'}; ` +
     `both rate limits on; LOG_LEVEL=info to a file${process.env.RATE_LIMIT_REDIS_URL !== undefined ? '; RATE_LIMIT_REDIS_URL set' : ''}`)
-  console.log(`${CLIENTS} load clients (weights ${weights.join(':')}, ${callerOf.length} processes); ${ROUNDS} round(s) of ${MAX_SECONDS} s unloaded maximum at ${MAX_CONCURRENCY} devices at a time, ` +
+  console.log(`${CLIENTS} callers (weights ${weights.join(':')}, ${callerOf.length} load processes); ${ROUNDS} round(s) of ${MAX_SECONDS} s unloaded maximum at ${MAX_CONCURRENCY} devices at a time, ` +
     `then ${STORM_SECONDS} s of storm; attempt timeout ${TIMEOUT_MS} ms; Retry-After waited x${RETRY_SCALE}${RETRY_SCALE === 1 ? '' : ' (SHORTENED: not what devices do)'}`)
 
   // Warm-up: the JIT and the service's caches, at the concurrency of the maximum.
