@@ -387,7 +387,7 @@ async function main (): Promise<void> {
     console.log(`NOTE: a load client stalled for up to ${fmt(stall)} ms (its event loop): times and shares are inflated by the load generator ` +
       'that much; rerun on a quieter machine or with a lower STORM_CONCURRENCY')
   }
-  console.log(`service log: ${lines.length} lines, ${errorLines.length} at error or fatal${errorLines.length > 0 ? `; first: ${errorLines[0]?.slice(0, 300)}` : ''}`)
+  console.log(`service log: ${lines.length} lines, ${errorLines.length} at error or fatal${errorLines.length > 0 ? `; the first:\n${errorLines[0]?.slice(0, 3000)}` : ''}`)
   const goals: Array<[string, boolean]> = [
     [`every request answered (200, or 503 with Retry-After): ${bad} not`, bad === 0],
     [`p99 time to an answer <= ${GOALS.p99Ms} ms: ${fmt(p99)} ms`, p99 <= GOALS.p99Ms],
