@@ -6,8 +6,19 @@
 // (the first 10 s), no more open file descriptors once the load has stopped than before it started, and the p99
 // latency of the last 10 s within 1.5x that of the first 10 s.
 //
+// Then a storm phase: SOAK_STORM_SECONDS of a boot storm (test/bench/storm-client.ts: 3 load clients on their own
+// source addresses, devices opening a new connection for one POST /sign each, retrying on 503 after Retry-After),
+// SOAK_STORM_CONCURRENCY devices at a time (default: the keep-alive maximum above x 1 s, at most 5000: a few times
+// what the service answers on new connections), then 3 s of rest and SOAK_RECOVERY_SECONDS of the soak's load again.
+// Checks: no 5xx in the storm but 503 with Retry-After; the load after it as clean as the soak's (no 5xx, no
+// connection errors, p99 within 2x the worse of the soak's first and last windows); resident memory back within
+// 50 MB of before the storm; no more open file descriptors than before the soak; no log line at error or fatal
+// during the whole run. How the storm itself was answered (timeouts, p99) is printed, not checked here:
+// `npm run bench:storm` holds those goals.
+//
 // Environment overrides: SOAK_SECONDS (60), SOAK_MAX_SECONDS (5, the maximum's measure), SOAK_LOAD (0.7, share of
-// the maximum), SOAK_CONNECTIONS (50), SOAK_DEVICES (10000).
+// the maximum), SOAK_CONNECTIONS (50), SOAK_DEVICES (10000), SOAK_STORM_SECONDS (10), SOAK_STORM_CONCURRENCY,
+// SOAK_RECOVERY_SECONDS (5).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
@@ -18,6 +29,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { canConnect, freePort } from '../free-port.js'
 import { envNumber } from './env.js'
+import { runPhase, split, startStormClients } from './storm-client.js'
 
 // ---- autocannon (CommonJS, no bundled types): the part of its API used here ----
 
@@ -42,6 +54,12 @@ const DEVICES = Math.round(envNumber('SOAK_DEVICES', 10_000))
 const WINDOW_S = Math.max(1, Math.min(10, Math.floor(SECONDS / 3)))
 const MAX_RSS_GROWTH_MB = 30
 const MAX_P99_RATIO = 1.5
+const STORM_SECONDS = envNumber('SOAK_STORM_SECONDS', 10)
+const RECOVERY_SECONDS = Math.round(envNumber('SOAK_RECOVERY_SECONDS', 5))
+/** After the storm: resident memory back within this much of before it, and the load's p99 within this ratio of the soak's first window. */
+const MAX_RSS_AFTER_STORM_MB = 50
+const MAX_P99_RATIO_AFTER_STORM = 2
+const STORM_CLIENTS = 3
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const SERVICE_ENTRY = join(ROOT, 'dist', 'server.js')
@@ -104,9 +122,12 @@ function mixedRequests (devices: readonly Device[], count: number): AcRequest[] 
 
 let child: ChildProcess | undefined
 let tempDir: string | undefined
+/** The storm's load clients. */
+const loadClients = new Set<ChildProcess>()
 
 function cleanUp (): void {
   child?.kill('SIGKILL')
+  for (const client of loadClients) client.kill('SIGKILL')
   if (tempDir !== undefined) rmSync(tempDir, { recursive: true, force: true })
   tempDir = undefined
 }
@@ -125,17 +146,31 @@ function pinned (args: string[]): [string, string[]] {
   }
 }
 
-async function startService (env: Record<string, string>): Promise<{ url: string, pid: number, stderr: () => string }> {
+interface Service { url: string, host: string, port: number, pid: number, stderr: () => string, logErrors: { count: number, first: string[] } }
+
+async function startService (env: Record<string, string>): Promise<Service> {
   const port = await freePort()
   const [command, args] = pinned([SERVICE_ENTRY])
   const started = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1' }, stdio: ['ignore', 'pipe', 'pipe'] })
   child = started
   let stderr = ''
-  started.stdout?.resume() // the log lines: read and dropped, as a log shipper would
+  // The log lines: read and dropped, as a log shipper would; those at error or fatal are counted (the first 3 kept).
+  let partial = ''
+  const logErrors = { count: 0, first: [] as string[] }
+  started.stdout?.setEncoding('utf8')
+  started.stdout?.on('data', (chunk: string) => {
+    const lines = (partial + chunk).split('\n')
+    partial = lines.pop() ?? ''
+    for (const line of lines) {
+      if (!/"level":(50|60)[,}]/.test(line)) continue
+      logErrors.count++
+      if (logErrors.first.length < 3) logErrors.first.push(line.slice(0, 500))
+    }
+  })
   started.stderr?.on('data', (chunk: Buffer) => { stderr = (stderr + chunk.toString()).slice(-4000) })
   const deadline = Date.now() + 30_000
   while (Date.now() < deadline && started.exitCode === null) {
-    if (await canConnect(port)) return { url: `http://127.0.0.1:${port}`, pid: started.pid as number, stderr: () => stderr }
+    if (await canConnect(port)) return { url: `http://127.0.0.1:${port}`, host: '127.0.0.1', port, pid: started.pid as number, stderr: () => stderr, logErrors }
     await sleep(50)
   }
   throw new Error(`the service did not listen within 30 s:\n${stderr}`)
@@ -208,6 +243,81 @@ function sendBrokenJson (url: string): Promise<number | string> {
   })
 }
 
+// ---- the storm phase ----
+
+interface StormOutcome {
+  concurrency: number
+  okPerS: number
+  statuses: Record<string, number>
+  failures: Record<string, number>
+  /** 5xx other than 503 with a Retry-After (the answer of a service shedding load). */
+  unexpected5xx: number
+  p99: number
+  rssBefore: number
+  rssPeak: number
+  rssAfter: number
+  fdsAfter: number
+  recovery: AcResult
+  recoveryErrors: string[]
+  recovery5xx: number
+  recoveryP99: number
+}
+
+/** The storm, a rest, then the soak's load again for RECOVERY_SECONDS: see the file's header. */
+async function stormPhase (service: Service, devices: readonly Device[], maxRps: number, requests: AcRequest[], rate: number): Promise<StormOutcome> {
+  const concurrency = Math.min(5000, Math.round(envNumber('SOAK_STORM_CONCURRENCY', Math.max(STORM_CLIENTS, maxRps))))
+  const clients = await startStormClients(Array.from({ length: STORM_CLIENTS }, (_, i) => ({
+    target: { host: service.host, port: service.port },
+    path: '/sign',
+    // A caller of its own each, should the service tell callers apart by address.
+    localAddress: `127.0.0.${i + 2}`,
+    devices: devices.filter((_, d) => d % STORM_CLIENTS === i).map((d): [string, string] => [d.productKey, d.deviceKey]),
+    timeoutMs: 10_000,
+    retryScale: 1
+  })), loadClients)
+  const before = sampleProcess(service.pid)
+  let peak = before.rssMb
+  const sampler = setInterval(() => { peak = Math.max(peak, sampleProcess(service.pid).rssMb) }, 200)
+  console.log(`\nstorm: ${concurrency} devices at a time for ${STORM_SECONDS} s, a new connection per request`)
+  const stats = await runPhase(clients, split(concurrency, clients.map(() => 1)), STORM_SECONDS * 1000)
+  clearInterval(sampler)
+  for (const client of clients) client.child.disconnect()
+  const statuses: Record<string, number> = {}
+  const failures: Record<string, number> = {}
+  for (const s of stats) {
+    for (const [k, n] of Object.entries(s.statuses)) statuses[k] = (statuses[k] ?? 0) + n
+    for (const [k, n] of Object.entries(s.errors)) failures[k] = (failures[k] ?? 0) + n
+  }
+  const noRetryAfter = stats.reduce((n, s) => n + s.noRetryAfter, 0)
+  const unexpected5xx = Object.entries(statuses).filter(([status]) => Number(status) >= 500 && status !== '503').reduce((n, [, count]) => n + count, 0) + noRetryAfter
+  await sleep(3000)
+
+  const recoveryLatencies: number[] = []
+  let recovery5xx = 0
+  const recovery = await run(service.url, requests, RECOVERY_SECONDS, rate, (status, ms) => {
+    if (status >= 500) recovery5xx++
+    recoveryLatencies.push(ms)
+  })
+  await sleep(2000)
+  const after = sampleProcess(service.pid)
+  return {
+    concurrency,
+    okPerS: stats.reduce((n, s) => n + s.ok, 0) / STORM_SECONDS,
+    statuses,
+    failures,
+    unexpected5xx,
+    p99: percentile(stats.flatMap((s) => s.latencies), 99),
+    rssBefore: before.rssMb,
+    rssPeak: peak,
+    rssAfter: after.rssMb,
+    fdsAfter: after.fds,
+    recovery: recovery.result,
+    recoveryErrors: recovery.reqErrors,
+    recovery5xx,
+    recoveryP99: percentile(recoveryLatencies, 99)
+  }
+}
+
 // ---- main ----
 
 async function main (): Promise<void> {
@@ -269,6 +379,7 @@ async function main (): Promise<void> {
   await sleep(2000)
   const idleAfter = sampleProcess(service.pid)
   const metrics = await scrape(service.url)
+  const storm = await stormPhase(service, devices, maxRps, requests, rate)
 
   // ---- report ----
   const windows = Array.from({ length: Math.ceil(SECONDS / WINDOW_S) }, (_, w) => latencies.slice(w * WINDOW_S, (w + 1) * WINDOW_S).flat())
@@ -291,6 +402,7 @@ async function main (): Promise<void> {
   const rssPeak = Math.max(...samples.map((s) => s.rssMb))
   const p99First = percentile(first, 99)
   const p99Last = percentile(last, 99)
+  const p99Soak = Math.max(p99First, p99Last)
   const fiveXx = [...statuses].filter(([status]) => status >= 500).reduce((n, [, count]) => n + count, 0)
   const reloads = seriesValue(metrics, 'enos_signer_store_reloads_total', 'outcome="reloaded"')
   const storeDevices = seriesValue(metrics, 'enos_signer_store_devices', 'store="file"')
@@ -298,6 +410,10 @@ async function main (): Promise<void> {
   console.log(`RSS: ${idleBefore.rssMb.toFixed(1)} MB before, ${rssAfterWarmup.toFixed(1)} MB after the warm-up, ${rssEnd.toFixed(1)} MB at the end, peak ${rssPeak.toFixed(1)} MB`)
   console.log(`open fds: ${idleBefore.fds} idle before, ${idleAfter.fds} idle after, at most ${Math.max(...samples.map((s) => s.fds))} under load`)
   console.log(`/metrics after: store reloads ${reloads}, devices ${storeDevices}`)
+  console.log(`storm: ${storm.concurrency} devices at a time, ${Math.round(storm.okPerS)} 200s/s; statuses ${JSON.stringify(storm.statuses)}; ` +
+    `no answer ${JSON.stringify(storm.failures)}; p99 time to an answer ${Math.round(storm.p99)} ms; ` +
+    `RSS ${storm.rssBefore.toFixed(1)} MB before, peak ${storm.rssPeak.toFixed(1)} MB, ${storm.rssAfter.toFixed(1)} MB after the recovery load`)
+  console.log(`after the storm: ${Math.round(storm.recovery.requests.mean)} req/s for ${RECOVERY_SECONDS} s, statuses ${JSON.stringify(storm.recovery.statusCodeStats)}, p99 ${storm.recoveryP99.toFixed(2)} ms`)
 
   const checks: Array<[string, boolean]> = [
     [`no 5xx (${fiveXx})`, fiveXx === 0],
@@ -310,6 +426,16 @@ async function main (): Promise<void> {
     [`p99 of the last ${WINDOW_S} s within ${MAX_P99_RATIO}x the first ${WINDOW_S} s (${p99Last.toFixed(2)} vs ${p99First.toFixed(2)} ms: ${(p99Last / p99First).toFixed(2)}x)`,
       p99Last <= MAX_P99_RATIO * p99First],
     [`the store was reloaded mid-run (${reloads} reload, ${storeDevices} devices)`, reloads >= 1 && storeDevices === DEVICES + 1000],
+    [`storm: no 5xx but 503 with Retry-After (${storm.unexpected5xx})`, storm.unexpected5xx === 0],
+    [`after the storm: no 5xx, no connection errors or timeouts (${storm.recovery5xx} 5xx, ${storm.recovery.errors} errors, ${storm.recovery.timeouts} timeouts` +
+      `${storm.recoveryErrors.length > 0 ? `: ${storm.recoveryErrors.join('; ')}` : ''})`,
+    storm.recovery5xx === 0 && storm.recovery.errors === 0 && storm.recovery.timeouts === 0],
+    [`after the storm: p99 within ${MAX_P99_RATIO_AFTER_STORM}x the soak's worse of its first and last ${WINDOW_S} s (${storm.recoveryP99.toFixed(2)} vs ${p99Soak.toFixed(2)} ms: ` +
+      `${(storm.recoveryP99 / p99Soak).toFixed(2)}x)`, storm.recoveryP99 <= MAX_P99_RATIO_AFTER_STORM * p99Soak],
+    [`after the storm: RSS back within ${MAX_RSS_AFTER_STORM_MB} MB of before it (${(storm.rssAfter - storm.rssBefore).toFixed(1)} MB)`,
+      storm.rssAfter - storm.rssBefore < MAX_RSS_AFTER_STORM_MB],
+    [`after the storm: no fd growth (${idleBefore.fds} before the soak -> ${storm.fdsAfter})`, storm.fdsAfter <= idleBefore.fds],
+    [`no log line at error or fatal (${service.logErrors.count}${service.logErrors.count > 0 ? `: ${service.logErrors.first.join(' | ')}` : ''})`, service.logErrors.count === 0],
     ['the service is still running', child?.exitCode === null]
   ]
   console.log('')
