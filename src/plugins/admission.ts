@@ -1,9 +1,10 @@
 // Admission control: past a busy event loop or too many requests in flight, new requests get a cheap 503 OVERLOADED with a jittered Retry-After, the heaviest callers first.
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AppError } from '../errors.js'
 import { TEXT_PLAIN, prefersText, textLines } from '../schemas/text.js'
 import { toErrorBody } from './error-handler.js'
+import { AUTH_HOOKS } from './auth.js'
 import { addressKey, callerKey } from './rate-limits.js'
 
 declare module 'fastify' {
@@ -161,12 +162,11 @@ function prebuild (seconds: number): Prebuilt {
 }
 
 /**
- * The key a request is counted under: its caller's (token, certificate, or address when open); the
- * address on routes without a caller: those without a scope (null), and the /docs routes, made
- * before the `caller` decorator existed (undefined).
+ * The key a request is counted under: its caller's (token, certificate, or address when open), or
+ * its address on a route without a scope (no caller).
  */
 function keyOf (request: FastifyRequest): string {
-  return request.caller == null ? `ip:${addressKey(request.ip)}` : callerKey(request)
+  return request.caller === null ? `ip:${addressKey(request.ip)}` : callerKey(request)
 }
 
 async function admission (app: FastifyInstance, options: AdmissionOptions): Promise<void> {
@@ -201,13 +201,7 @@ async function admission (app: FastifyInstance, options: AdmissionOptions): Prom
   let reportedAt = -Infinity
   let unreported: Record<ShedReason, number> = { busy: 0, in_flight: 0 }
 
-  app.addHook('onRequest', (request, reply, done) => {
-    const url = request.routeOptions.url
-    /* c8 ignore next 4 -- a request without a route was answered 404 by the request guard's hook, before this one */
-    if (url === undefined || PROBES.has(url)) {
-      done()
-      return
-    }
+  const hook = (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void => {
     const now = clock()
     const reason = control.admit(keyOf(request), busyFor(now), now)
     const res = reply.raw
@@ -241,6 +235,17 @@ async function admission (app: FastifyInstance, options: AdmissionOptions): Prom
       'x-request-id', request.id
     ])
     res.end(text ? answer.text : answer.json)
+  }
+
+  // A route's own hook, right after its authentication (routes without a scope have none): a caller
+  // is judged by who it is (its token, its certificate), not by the address it shares with others,
+  // and a request shed spends none of its per-caller budget, which the route's next hook counts.
+  // Probes get no hook at all. Routes made before this plugin (the /docs pages) are not shed.
+  app.addHook('onRoute', (route) => {
+    if (PROBES.has(route.url)) return
+    const hooks = route.onRequest === undefined ? [] : [route.onRequest].flat()
+    hooks.splice(hooks.findIndex((h) => AUTH_HOOKS.has(h as never)) + 1, 0, hook)
+    route.onRequest = hooks
   })
 }
 

@@ -65,6 +65,9 @@ function notAccepted (error: string): string {
   return `the client certificate is not accepted (${error})`
 }
 
+/** The authentication hooks of the routes: admission control finds its place after them (it judges callers). */
+export const AUTH_HOOKS = new WeakSet<(...args: never[]) => void>()
+
 async function auth (app: FastifyInstance, { mode, tokens, mtlsIdentity, isCurrentTls }: AuthOptions): Promise<void> {
   app.decorateRequest('caller', null)
 
@@ -147,6 +150,7 @@ async function auth (app: FastifyInstance, { mode, tokens, mtlsIdentity, isCurre
       requireScope(caller, scope)
       done()
     }
+    AUTH_HOOKS.add(hook)
     route.onRequest = [hook, ...(route.onRequest === undefined ? [] : [route.onRequest].flat())]
   })
 }

@@ -118,8 +118,13 @@ export function callerKey (request: FastifyRequest): string {
   return caller.fleet === true ? `caller:${caller.name} ip:${addressKey(request.ip)}` : `caller:${caller.name}`
 }
 
-/** An IPv4 address as it is; an IPv6 address as its /64 prefix, in one spelling. */
-export function addressKey (ip: string): string {
+/**
+ * An IPv4 address as it is; an IPv6 address as its /64 prefix, in one spelling. A request whose
+ * connection is already gone has no address (Node's request.ip is then undefined): it gets a key
+ * no address has, instead of a TypeError (a 500 no one receives, and an error line).
+ */
+export function addressKey (ip: string | undefined): string {
+  if (ip === undefined) return '(gone)'
   if (!ip.includes(':')) return ip
   const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(ip)
   if (mapped !== null) return mapped[1] as string

@@ -139,6 +139,7 @@ t.test('open, an IPv6 client is one caller per /64; an IPv4-mapped address is it
 
 t.test('addressKey: IPv4 as it is, IPv6 as its /64 in one spelling', async (t) => {
   t.equal(addressKey('10.1.2.3'), '10.1.2.3')
+  t.equal(addressKey(undefined), '(gone)', 'a request whose connection is gone (request.ip undefined) gets a key, not a TypeError')
   t.equal(addressKey('::FFFF:10.1.2.3'), '10.1.2.3')
   t.equal(addressKey('::1'), '0:0:0:0::/64')
   t.equal(addressKey('fe80::1%eth0'), 'fe80:0:0:0::/64')
