@@ -139,8 +139,12 @@ export const envSchema = z.object({
     .describe('Most connections open at once; more are closed as they arrive. Default: the open-file limit minus 128.'),
   LISTEN_BACKLOG: whole('must be a whole number from 1 to 65535', 1, 65535, 4096)
     .describe('Connections the kernel queues for the service before it accepts them (listen backlog); capped by net.core.somaxconn (a warning at startup says so). A full queue drops new connections, which then wait 1, 3, 7 s for their retries.'),
+  LISTEN_SOCKETS: whole('must be a whole number from 1 to 64', 1, 64, 16)
+    .describe('Listening sockets on PORT (SO_REUSEPORT, Linux only; elsewhere 1). Node accepts one connection per socket per event-loop turn: with one, a storm of new connections waits in the kernel, unseen, until its queue overflows; with several, the wait is in the service, which sheds it (OVERLOAD_QUEUE_MS). MAX_CONNECTIONS is shared out among them.'),
   OVERLOAD_BUSY_MS: whole('must be a whole number of milliseconds from 0 to 60000', 0, 60_000, 50)
     .describe('Admission control: once the event loop has been busy this long in one turn, new requests get 503 OVERLOADED (from half of it, callers above their fair share do). 0: off.'),
+  OVERLOAD_QUEUE_MS: whole('must be a whole number of milliseconds from 0 to 60000', 0, 60_000, 100)
+    .describe('Admission control: once new connections wait this long from their accept to their first request (the least wait seen over 100 ms), new requests get 503 OVERLOADED (from half of it, callers above their fair share do). 0: off.'),
   OVERLOAD_MAX_IN_FLIGHT: whole('must be a whole number from 0 to 1000000', 0, 1_000_000, 1000)
     .describe('Admission control: most requests being answered at once (a slow store holds them); more get 503 OVERLOADED (from three quarters of it, callers above their fair share do). 0: no bound.'),
   OVERLOAD_RETRY_AFTER_MIN_S: whole('must be a whole number of seconds from 1 to 3600', 1, 3600, 1)
@@ -201,8 +205,10 @@ export interface Config {
   maxConnections: number | undefined
   /** LISTEN_BACKLOG: the backlog asked of listen(); the kernel caps it at net.core.somaxconn. */
   listenBacklog: number
-  /** Admission control: OVERLOAD_BUSY_MS (0: off), OVERLOAD_MAX_IN_FLIGHT (0: no bound), the Retry-After range in seconds. */
-  overload: { busyMs: number, maxInFlight: number, retryAfterMinS: number, retryAfterMaxS: number }
+  /** LISTEN_SOCKETS: sockets listening on PORT with SO_REUSEPORT (src/listeners.ts). */
+  listenSockets: number
+  /** Admission control: OVERLOAD_BUSY_MS and OVERLOAD_QUEUE_MS (0: off), OVERLOAD_MAX_IN_FLIGHT (0: no bound), the Retry-After range in seconds. */
+  overload: { busyMs: number, queueMs: number, maxInFlight: number, retryAfterMinS: number, retryAfterMaxS: number }
   /** POST /verify: MAX_CREDENTIAL_AGE_MS (0: off), VERIFY_NOT_OURS, VERIFY_UNKNOWN_CACHE_MS (0: off). */
   verify: { maxAgeMs: number, notOurs: (typeof VERIFY_NOT_OURS_ANSWERS)[number], unknownCacheMs: number }
   batchMaxItems: number
@@ -361,8 +367,10 @@ export function loadConfig (env: Readonly<Record<string, string | undefined>>): 
       : Object.freeze({ certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.TLS_CLIENT_CA_FILE, crlFile: e.TLS_CRL_FILE }),
     maxConnections: e.MAX_CONNECTIONS,
     listenBacklog: e.LISTEN_BACKLOG,
+    listenSockets: e.LISTEN_SOCKETS,
     overload: Object.freeze({
       busyMs: e.OVERLOAD_BUSY_MS,
+      queueMs: e.OVERLOAD_QUEUE_MS,
       maxInFlight: e.OVERLOAD_MAX_IN_FLIGHT,
       retryAfterMinS: e.OVERLOAD_RETRY_AFTER_MIN_S,
       retryAfterMaxS: e.OVERLOAD_RETRY_AFTER_MAX_S

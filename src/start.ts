@@ -1,9 +1,10 @@
 // Starts the service: config from the environment -> app -> listen; graceful shutdown on SIGTERM/SIGINT.
 import { lookup } from 'node:dns/promises'
 import { readFileSync } from 'node:fs'
-import { isIP } from 'node:net'
+import { isIP, type Server } from 'node:net'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
+import { closeListeners, listenMore } from './listeners.js'
 import { ConfigError, loadConfig } from './config.js'
 import { TokenFileError } from './auth/tokens.js'
 import { isAppError } from './errors.js'
@@ -48,6 +49,7 @@ export async function start (env: NodeJS.ProcessEnv, onReload: (reload: () => vo
   const config = loadConfig(env)
   await checkHost(config.host)
   const app = await buildApp(config)
+  let extraListeners: Server[] = []
   // A failed reload is logged and shown in /readyz by the store or token file itself.
   onReload(() => { app.reload().catch(() => {}) })
   // SIGHUP means "reload the store" here, not "stop": keep it away from close-with-grace.
@@ -55,6 +57,7 @@ export async function start (env: NodeJS.ProcessEnv, onReload: (reload: () => vo
     /* c8 ignore next 2 -- reached only through an uncaught exception, i.e. a bug; no request can cause one */
     if (err !== undefined) app.log.error({ err }, 'shutting down after an uncaught error')
     else app.log.info({ signal }, 'shutting down: no new connections, finishing in-flight requests')
+    closeListeners(extraListeners)
     // In-flight requests get SHUTDOWN_TIMEOUT_MS; then their connections are cut so the exit stays bounded.
     const cut = setTimeout(() => {
       app.log.warn({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown timeout: closing the remaining connections')
@@ -64,7 +67,12 @@ export async function start (env: NodeJS.ProcessEnv, onReload: (reload: () => vo
     clearTimeout(cut)
     app.log.info('stopped')
   })
-  await app.listen({ port: config.port, host: config.host, backlog: config.listenBacklog })
+  // SO_REUSEPORT spreads connections over several sockets on Linux only (listeners.ts says why).
+  const sockets = process.platform === 'linux' ? config.listenSockets : 1
+  // Fastify hands these options to Node's server.listen as they are; its type lacks reusePort (Node 22.12+).
+  const listenOptions = { port: config.port, host: config.host, backlog: config.listenBacklog, reusePort: sockets > 1 }
+  await app.listen(listenOptions)
+  extraListeners = await listenMore(app.server, sockets, config.listenBacklog)
   const backlog = backlogWarning(config.listenBacklog)
   if (backlog !== undefined) app.log.warn({ listenBacklog: config.listenBacklog }, backlog)
   const { mode, exampleOpen } = config.auth

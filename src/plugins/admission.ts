@@ -1,4 +1,6 @@
 // Admission control: past a busy event loop or too many requests in flight, new requests get a cheap 503 OVERLOADED with a jittered Retry-After, the heaviest callers first.
+import type { Socket } from 'node:net'
+import { Server as TlsServer } from 'node:tls'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AppError } from '../errors.js'
@@ -14,8 +16,11 @@ declare module 'fastify' {
   }
 }
 
-/** Why a request was shed: the event loop was busy too long in this turn, or too many requests were in flight. */
-export type ShedReason = 'busy' | 'in_flight'
+/**
+ * Why a request was shed: the event loop was busy too long in this turn, new connections waited too
+ * long for their first request to be read, or too many requests were in flight.
+ */
+export type ShedReason = 'busy' | 'queue' | 'in_flight'
 
 export interface AdmissionStats {
   /** Requests answered 503 OVERLOADED since the start, by reason. */
@@ -27,6 +32,8 @@ export interface AdmissionStats {
 export interface AdmissionLimits {
   /** Milliseconds the event loop may be busy in one turn before new requests are shed (heavy callers from half of it); Infinity: never. */
   busyMs: number
+  /** Milliseconds new connections may wait for their first request to be read (QueueDelay) before new requests are shed (heavy callers from half of it); Infinity: never. */
+  queueMs: number
   /** Requests in flight at once before new ones are shed (heavy callers from three quarters of it); Infinity: no bound. */
   maxInFlight: number
   /** Length of one window of the per-caller counts; a caller's share is judged over the last one or two. */
@@ -69,25 +76,26 @@ export class Admission {
   }
 
   /** undefined: admitted, and in flight until release(); otherwise why it is shed. */
-  admit (key: string, busyMs: number, now: number): ShedReason | undefined {
+  admit (key: string, busyMs: number, now: number, queueMs = 0): ShedReason | undefined {
     if (now - this.windowStart >= this.limits.windowMs) this.roll(now)
-    const { busyMs: busyLimit, maxInFlight } = this.limits
+    const { busyMs: busyLimit, queueMs: queueLimit, maxInFlight } = this.limits
     const inFlight = this.inFlight
-    const busyLevel = busyMs >= busyLimit ? 2 : busyMs >= busyLimit / 2 ? 1 : 0
+    const loopLevel = Math.max(busyMs >= busyLimit ? 2 : busyMs >= busyLimit / 2 ? 1 : 0, queueMs >= queueLimit ? 2 : queueMs >= queueLimit / 2 ? 1 : 0)
     const flightLevel = inFlight >= maxInFlight ? 2 : inFlight >= maxInFlight * 0.75 ? 1 : 0
-    if (busyLevel === 0 && flightLevel === 0) return this.count(key)
+    if (loopLevel === 0 && flightLevel === 0) return this.count(key)
+    const loopReason: ShedReason = busyMs / busyLimit >= queueMs / queueLimit ? 'busy' : 'queue'
     const current = this.current.get(key)
     const count = (current ?? 0) + (this.previous.get(key) ?? 0)
     const total = this.currentTotal + this.previousTotal
     const callers = this.previous.size + this.newCallers
-    if (busyLevel < 2 && flightLevel < 2) {
+    if (loopLevel < 2 && flightLevel < 2) {
       // count / share = count * callers / total
-      return count * callers > HEAVY * total ? (busyLevel >= flightLevel ? 'busy' : 'in_flight') : this.count(key)
+      return count * callers > HEAVY * total ? (loopLevel >= flightLevel ? loopReason : 'in_flight') : this.count(key)
     }
     if (flightLevel === 2) return 'in_flight'
     // A caller that cannot be counted (the window is full of callers: a flood of addresses) is never light.
-    if (current === undefined && this.current.size >= this.limits.maxCallers) return 'busy'
-    return callers > 0 && (count + 1) * callers <= LIGHT * total ? this.count(key) : 'busy'
+    if (current === undefined && this.current.size >= this.limits.maxCallers) return loopReason
+    return callers > 0 && (count + 1) * callers <= LIGHT * total ? this.count(key) : loopReason
   }
 
   release (): void {
@@ -125,9 +133,64 @@ export class Admission {
   }
 }
 
+/** How often the least wait of new connections is taken (QueueDelay). */
+export const QUEUE_INTERVAL_MS = 100
+
+/**
+ * How long new connections wait, in this process, from their accept to their first request: the
+ * queue a boot storm builds, which the event loop's turns do not show (each turn is short, but
+ * thousands of connections wait their turn). Judged by the MEDIAN wait over each QUEUE_INTERVAL_MS
+ * (how many waited at least the limit, or half of it, against all), not the longest: a client that
+ * connects and sends its request late (a pool connecting ahead, or someone trying to make the
+ * service shed everyone) shows a long wait, but cannot move the median while the connections
+ * that come promptly are answered promptly. (The least wait, as CoDel takes it, does not work
+ * here: measured in a storm, some connections are read at once while the median waits 300-570 ms.)
+ * An interval's value holds through the next one; no new connection in an interval: 0.
+ */
+export class QueueDelay {
+  private readonly limitMs: number
+  private intervalStart: number
+  private seen = 0
+  private pastHalf = 0
+  private pastLimit = 0
+  private value = 0
+
+  /** `limitMs`: OVERLOAD_QUEUE_MS; current() answers 0, half of it or all of it. */
+  constructor (limitMs: number, now: number) {
+    this.limitMs = limitMs
+    this.intervalStart = now
+  }
+
+  sample (waitedMs: number, now: number): void {
+    this.current(now)
+    this.seen++
+    if (waitedMs >= this.limitMs / 2) this.pastHalf++
+    if (waitedMs >= this.limitMs) this.pastLimit++
+  }
+
+  /** The lower bound of the last interval's median wait, in steps: 0, half the limit, or the limit. */
+  current (now: number): number {
+    if (now - this.intervalStart >= QUEUE_INTERVAL_MS) {
+      // More than one interval since the last look: nothing is known about now.
+      const recent = now - this.intervalStart < 2 * QUEUE_INTERVAL_MS
+      const half = this.seen / 2
+      this.value = !recent || this.seen === 0 ? 0 : this.pastLimit > half ? this.limitMs : this.pastHalf > half ? this.limitMs / 2 : 0
+      this.seen = this.pastHalf = this.pastLimit = 0
+      this.intervalStart = now
+    }
+    return this.value
+  }
+}
+
+/** Where a connection keeps the time it was accepted, until its first request is judged. */
+const ACCEPTED_AT = Symbol('acceptedAt')
+interface Accepted { [ACCEPTED_AT]?: number }
+
 export interface AdmissionOptions {
   /** OVERLOAD_BUSY_MS; 0: the event loop is not watched. */
   busyMs: number
+  /** OVERLOAD_QUEUE_MS; 0: the wait of new connections is not watched. */
+  queueMs: number
   /** OVERLOAD_MAX_IN_FLIGHT; 0: no bound. */
   maxInFlight: number
   /** Retry-After of an OVERLOADED answer, drawn per answer from this range of whole seconds. */
@@ -170,16 +233,17 @@ function keyOf (request: FastifyRequest): string {
 }
 
 async function admission (app: FastifyInstance, options: AdmissionOptions): Promise<void> {
-  const shed: Record<ShedReason, number> = { busy: 0, in_flight: 0 }
+  const shed: Record<ShedReason, number> = { busy: 0, queue: 0, in_flight: 0 }
   const clock = options.clock ?? (() => performance.now())
   const control = new Admission({
     busyMs: options.busyMs === 0 ? Infinity : options.busyMs,
+    queueMs: options.queueMs === 0 ? Infinity : options.queueMs,
     maxInFlight: options.maxInFlight === 0 ? Infinity : options.maxInFlight,
     windowMs: WINDOW_MS,
     maxCallers: MAX_CALLERS
   }, clock())
   app.decorate('admission', { stats: (): AdmissionStats => ({ shed: { ...shed }, inFlight: control.inFlight }) })
-  if (options.busyMs === 0 && options.maxInFlight === 0) return
+  if (options.busyMs === 0 && options.queueMs === 0 && options.maxInFlight === 0) return
 
   const answers: Prebuilt[] = []
   for (let s = options.retryAfterMinS; s <= options.retryAfterMaxS; s++) answers.push(prebuild(s))
@@ -197,13 +261,32 @@ async function admission (app: FastifyInstance, options: AdmissionOptions): Prom
   const busyFor = options.loopBusy === undefined ? measured : options.loopBusy
   const release = (): void => { control.release() }
 
+  // Over HTTPS from the end of the handshake: the handshake's round trips are the client's network, not this queue.
+  const queue = new QueueDelay(options.queueMs, clock())
+  const watchQueue = options.queueMs !== 0
+  if (watchQueue) {
+    app.server.on(app.server instanceof TlsServer ? 'secureConnection' : 'connection', (socket: Socket & Accepted) => {
+      socket[ACCEPTED_AT] = clock()
+    })
+  }
+
   let lastShedAt = -Infinity
   let reportedAt = -Infinity
-  let unreported: Record<ShedReason, number> = { busy: 0, in_flight: 0 }
+  let unreported: Record<ShedReason, number> = { busy: 0, queue: 0, in_flight: 0 }
 
   const hook = (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void => {
     const now = clock()
-    const reason = control.admit(keyOf(request), busyFor(now), now)
+    let queueMs = 0
+    if (watchQueue) {
+      const socket = request.raw.socket as Socket & Accepted
+      const acceptedAt = socket[ACCEPTED_AT]
+      if (acceptedAt !== undefined) {
+        socket[ACCEPTED_AT] = undefined
+        queue.sample(now - acceptedAt, now)
+      }
+      queueMs = queue.current(now)
+    }
+    const reason = control.admit(keyOf(request), busyFor(now), now, queueMs)
     const res = reply.raw
     if (reason === undefined) {
       // 'close' comes once per response, answered or cut: the count cannot leak.
@@ -218,8 +301,8 @@ async function admission (app: FastifyInstance, options: AdmissionOptions): Prom
     unreported[reason]++
     if (now - reportedAt >= REPORT_EVERY_MS) {
       reportedAt = now
-      app.log.warn({ shed: unreported, inFlight: control.inFlight }, 'overloaded: new requests are answered 503 OVERLOADED (see OVERLOAD_BUSY_MS, OVERLOAD_MAX_IN_FLIGHT)')
-      unreported = { busy: 0, in_flight: 0 }
+      app.log.warn({ shed: unreported, inFlight: control.inFlight }, 'overloaded: new requests are answered 503 OVERLOADED (see OVERLOAD_BUSY_MS, OVERLOAD_QUEUE_MS, OVERLOAD_MAX_IN_FLIGHT)')
+      unreported = { busy: 0, queue: 0, in_flight: 0 }
     }
     // The cheapest answer there is: no body read, no lookup, no hook after this one, no log line
     // (counted in /metrics instead), headers and body built at startup.

@@ -229,15 +229,15 @@ function sharingMetrics (registry: Registry, sharing: () => RateLimitSharing | u
 function admissionMetrics (registry: Registry, stats: () => AdmissionStats): () => void {
   const shed = new Counter({
     name: `${PREFIX}requests_shed_total`,
-    help: 'Requests answered 503 OVERLOADED by admission control, by reason: busy (OVERLOAD_BUSY_MS) or in_flight (OVERLOAD_MAX_IN_FLIGHT).',
+    help: 'Requests answered 503 OVERLOADED by admission control, by reason: busy (OVERLOAD_BUSY_MS), queue (OVERLOAD_QUEUE_MS) or in_flight (OVERLOAD_MAX_IN_FLIGHT).',
     labelNames: ['reason'],
     registers: [registry]
   })
   const inFlight = new Gauge({ name: `${PREFIX}requests_in_flight`, help: 'Requests admitted and not yet answered (probes excluded).', registers: [registry] })
-  const counted = { busy: 0, in_flight: 0 }
+  const counted = { busy: 0, queue: 0, in_flight: 0 }
   return () => {
     const now = stats()
-    for (const reason of ['busy', 'in_flight'] as const) {
+    for (const reason of ['busy', 'queue', 'in_flight'] as const) {
       shed.inc({ reason }, now.shed[reason] - counted[reason])
       counted[reason] = now.shed[reason]
     }

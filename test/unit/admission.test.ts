@@ -1,8 +1,8 @@
 // Admission control's decision, by plain calls with a made-up clock and made-up busy times.
 import t from 'tap'
-import { Admission, type AdmissionLimits } from '../../src/plugins/admission.js'
+import { Admission, QUEUE_INTERVAL_MS, QueueDelay, type AdmissionLimits } from '../../src/plugins/admission.js'
 
-const LIMITS: AdmissionLimits = { busyMs: 100, maxInFlight: 100, windowMs: 1000, maxCallers: 1000 }
+const LIMITS: AdmissionLimits = { busyMs: 100, queueMs: 100, maxInFlight: 100, windowMs: 1000, maxCallers: 1000 }
 const QUIET = 0
 const MILD = 60
 const FULL = 150
@@ -107,4 +107,28 @@ t.test('callers past maxCallers in a window are admitted without pressure but ne
 t.test('under full pressure with nothing admitted yet, nobody is light', async (t) => {
   const control = new Admission(LIMITS, 0)
   t.equal(control.admit('a', FULL, 0), 'busy')
+})
+
+t.test('the wait of new connections sheds as the busy loop does, with its own reason', async (t) => {
+  const control = new Admission(LIMITS, 0)
+  t.equal(admitMany(control, 'a', 10, QUIET, 0), 10)
+  t.equal(control.admit('a', QUIET, 1, FULL), 'queue', 'a long queue of new connections sheds everyone but the light')
+  t.equal(control.admit('a', FULL, 1, MILD), 'busy', 'the signal further past its limit names the reason')
+  t.equal(control.admit('a', QUIET, 2, MILD), 'queue', 'half the limit: the caller above its share is shed')
+  t.equal(control.admit('a', QUIET, 3, 0), undefined, 'no queue, no shedding')
+})
+
+t.test('QueueDelay: the median wait of an interval (0, half the limit or the limit), held through the next one; nothing seen: 0', async (t) => {
+  const q = new QueueDelay(100, 0)
+  for (const waited of [500, 300, 0.1]) q.sample(waited, 10)
+  t.equal(q.current(50), 0, 'the first interval is not over: nothing known yet')
+  t.equal(q.current(QUEUE_INTERVAL_MS), 100, 'two of three waited past the limit: the median did')
+  for (const waited of [60, 70, 0.1, 2000]) q.sample(waited, QUEUE_INTERVAL_MS + 10)
+  t.equal(q.current(QUEUE_INTERVAL_MS + 50), 100, 'held through the next interval')
+  t.equal(q.current(2 * QUEUE_INTERVAL_MS), 50, 'three of four waited half the limit, one only past it: half')
+  for (const waited of [5000, 5000, 1, 1, 1]) q.sample(waited, 2 * QUEUE_INTERVAL_MS + 1)
+  t.equal(q.current(3 * QUEUE_INTERVAL_MS), 0, 'late senders in a minority do not move the median')
+  t.equal(q.current(4 * QUEUE_INTERVAL_MS), 0, 'an interval with no new connection: no queue')
+  q.sample(400, 4 * QUEUE_INTERVAL_MS + 1)
+  t.equal(q.current(10 * QUEUE_INTERVAL_MS), 0, 'a sample long ago (more than an interval since) says nothing about now')
 })
