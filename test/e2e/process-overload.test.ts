@@ -104,10 +104,20 @@ t.test('LISTEN_BACKLOG reaches the kernel (ss shows it as Send-Q), capped at net
   }
   // One more than the kernel allows: the kernel's cap, well above Node's own default of 511, and a warning.
   const server = await start(t, { LISTEN_BACKLOG: String(somaxconn + 1) })
-  const line = execFileSync('ss', ['-ltnH', `sport = :${server.port}`], { encoding: 'utf8' })
-  // State, Recv-Q, Send-Q (the backlog), local address, peer.
-  const [, , backlog] = line.trim().split(/\s+/)
-  t.equal(Number(backlog), somaxconn, `ss: ${line.trim()}`)
+  const lines = execFileSync('ss', ['-ltnH', `sport = :${server.port}`], { encoding: 'utf8' }).trim().split('\n')
+  t.equal(lines.length, 16, 'LISTEN_SOCKETS (16 by default): the port is listened on 16 times (SO_REUSEPORT)')
+  for (const line of lines) {
+    // State, Recv-Q, Send-Q (the backlog), local address, peer.
+    const [, , backlog] = line.trim().split(/\s+/)
+    t.equal(Number(backlog), somaxconn, `ss: ${line.trim()}`)
+  }
   t.match(server.output(), `LISTEN_BACKLOG=${somaxconn + 1} but the kernel caps it at net.core.somaxconn=${somaxconn}`)
+  // New connections, spread by the kernel over the sockets, are all answered by the one service.
+  for (let i = 0; i < 40; i++) t.equal((await fetch(`http://127.0.0.1:${server.port}/healthz`, { headers: { connection: 'close' } })).status, 200)
   await stop(server)
+  t.equal(execFileSync('ss', ['-ltnH', `sport = :${server.port}`], { encoding: 'utf8' }).trim(), '', 'stopped: no socket listens any more')
+
+  const single = await start(t, { LISTEN_SOCKETS: '1' })
+  t.equal(execFileSync('ss', ['-ltnH', `sport = :${single.port}`], { encoding: 'utf8' }).trim().split('\n').length, 1, 'LISTEN_SOCKETS=1: one socket')
+  await stop(single)
 })

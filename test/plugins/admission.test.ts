@@ -1,5 +1,6 @@
 // Admission control over real HTTP: the OVERLOADED answer, probes, Connection: close, fairness, the in-flight bound, metrics.
 import { once } from 'node:events'
+import { connect, type Socket } from 'node:net'
 import { Agent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import t from 'tap'
 import type { AppDeps } from '../../src/app.js'
@@ -77,7 +78,7 @@ t.test('POST /sign – loop busy past OVERLOAD_BUSY_MS -> 503 OVERLOADED, Retry-
   t.equal(completed.length, 1, 'only the admitted request has a log line')
   const warnings = sink.lines().filter((line) => String(line.msg).startsWith('overloaded'))
   t.equal(warnings.length, 1, 'one warning per 10 s, not one per answer')
-  t.same(warnings[0]?.shed, { busy: 1, in_flight: 0 })
+  t.same(warnings[0]?.shed, { busy: 1, queue: 0, in_flight: 0 })
 })
 
 t.test('POST /sign – shed with Accept: text/plain -> the OVERLOADED answer as text lines', async (t) => {
@@ -231,4 +232,46 @@ t.test('an NDJSON stream already open when shedding starts is not cut; a new one
   await once(res, 'end')
   const answers = received.trim().split('\n').map((text) => JSON.parse(text) as Record<string, unknown>)
   t.ok(answers.filter((answer) => typeof answer.mqttPassword === 'string').length >= 2, 'both lines signed while shedding')
+})
+
+/** A raw connection the server has accepted (its 'connection' event has come), for timing the wait before its request. */
+async function accepted (t: Teardown, server: import('node:net').Server, port: number): Promise<Socket> {
+  const seen = once(server, 'connection')
+  const socket = connect(port, '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  await seen
+  return socket
+}
+
+/** Sends POST /sign on a raw connection and reads the status line. */
+async function statusOn (socket: Socket): Promise<number> {
+  const body = JSON.stringify(SIGN)
+  socket.write(`POST /sign HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`)
+  let text = ''
+  for await (const chunk of socket) text += String(chunk)
+  return Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1])
+}
+
+t.test('OVERLOAD_QUEUE_MS: when most new connections waited past it for their first request, the next ones are shed (reason queue); a late minority does not', async (t) => {
+  const p = pressure()
+  const app = await buildTestApp(t, { OVERLOAD_BUSY_MS: '0', OVERLOAD_QUEUE_MS: '100' }, p.deps)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  // Three connections accepted at 0 whose requests are read at 1000 (they waited 1 s), one prompt.
+  const waited = [await accepted(t, app.server, port), await accepted(t, app.server, port), await accepted(t, app.server, port)]
+  p.now = 1000
+  for (const socket of waited) t.equal(await statusOn(socket), 200, 'in the first interval nothing is known yet')
+  p.now = 1150
+  t.equal(await statusOn(await accepted(t, app.server, port)), 503, 'the interval before: most new connections waited 1 s')
+  t.match((await send(port, 'GET', '/metrics')).body, /^enos_signer_requests_shed_total\{reason="queue"\} 1$/m)
+  p.now = 1300
+  t.equal(await statusOn(await accepted(t, app.server, port)), 200, 'the interval before had one prompt connection (its median wait 0): admitted again')
+
+  // One late sender among prompt ones: the median stays 0.
+  const late = await accepted(t, app.server, port)
+  p.now = 2000
+  for (let i = 0; i < 3; i++) t.equal(await statusOn(await accepted(t, app.server, port)), 200)
+  t.equal(await statusOn(late), 200)
+  p.now = 2150
+  t.equal(await statusOn(await accepted(t, app.server, port)), 200, 'one connection in four waited: not a queue')
 })

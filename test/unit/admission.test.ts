@@ -112,9 +112,11 @@ t.test('under full pressure with nothing admitted yet, nobody is light', async (
 t.test('the wait of new connections sheds as the busy loop does, with its own reason', async (t) => {
   const control = new Admission(LIMITS, 0)
   t.equal(admitMany(control, 'a', 10, QUIET, 0), 10)
+  t.equal(admitMany(control, 'b', 2, QUIET, 0), 2)
   t.equal(control.admit('a', QUIET, 1, FULL), 'queue', 'a long queue of new connections sheds everyone but the light')
   t.equal(control.admit('a', FULL, 1, MILD), 'busy', 'the signal further past its limit names the reason')
   t.equal(control.admit('a', QUIET, 2, MILD), 'queue', 'half the limit: the caller above its share is shed')
+  t.equal(control.admit('b', QUIET, 2, MILD), undefined, 'and the caller below it is not')
   t.equal(control.admit('a', QUIET, 3, 0), undefined, 'no queue, no shedding')
 })
 

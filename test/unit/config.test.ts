@@ -24,7 +24,8 @@ t.test('an empty environment gives the documented defaults on the bundled exampl
     tls: undefined,
     maxConnections: undefined,
     listenBacklog: 4096,
-    overload: { busyMs: 50, maxInFlight: 1000, retryAfterMinS: 1, retryAfterMaxS: 30 },
+    listenSockets: 16,
+    overload: { busyMs: 50, queueMs: 100, maxInFlight: 1000, retryAfterMinS: 1, retryAfterMaxS: 30 },
     verify: { maxAgeMs: 0, notOurs: 'ignore', unknownCacheMs: 5000 },
     batchMaxItems: 1000,
     batchStream: { maxItems: 5_000_000, maxMs: 3_600_000, perCaller: 4 },
@@ -369,12 +370,13 @@ t.test('MQTT_PORT holding a Kubernetes service link (a Service named mqtt) is na
 })
 
 t.test('admission control and the listen backlog: whole numbers in range, 0 turns a bound off, the Retry-After range in order', async (t) => {
-  t.match(loadConfig({ LISTEN_BACKLOG: '511', OVERLOAD_BUSY_MS: '0', OVERLOAD_MAX_IN_FLIGHT: '0', OVERLOAD_RETRY_AFTER_MIN_S: '5', OVERLOAD_RETRY_AFTER_MAX_S: '5' }), {
+  t.match(loadConfig({ LISTEN_BACKLOG: '511', LISTEN_SOCKETS: '1', OVERLOAD_BUSY_MS: '0', OVERLOAD_QUEUE_MS: '0', OVERLOAD_MAX_IN_FLIGHT: '0', OVERLOAD_RETRY_AFTER_MIN_S: '5', OVERLOAD_RETRY_AFTER_MAX_S: '5' }), {
     listenBacklog: 511,
-    overload: { busyMs: 0, maxInFlight: 0, retryAfterMinS: 5, retryAfterMaxS: 5 }
+    listenSockets: 1,
+    overload: { busyMs: 0, queueMs: 0, maxInFlight: 0, retryAfterMinS: 5, retryAfterMaxS: 5 }
   })
-  t.throws(() => loadConfig({ LISTEN_BACKLOG: '0', OVERLOAD_BUSY_MS: '60001', OVERLOAD_MAX_IN_FLIGHT: '-1', OVERLOAD_RETRY_AFTER_MIN_S: '0', OVERLOAD_RETRY_AFTER_MAX_S: '3601' }), {
-    message: /LISTEN_BACKLOG: must be a whole number from 1 to 65535\n.*OVERLOAD_BUSY_MS: .*\n.*OVERLOAD_MAX_IN_FLIGHT: .*\n.*OVERLOAD_RETRY_AFTER_MIN_S: .*\n.*OVERLOAD_RETRY_AFTER_MAX_S: /
+  t.throws(() => loadConfig({ LISTEN_BACKLOG: '0', LISTEN_SOCKETS: '65', OVERLOAD_BUSY_MS: '60001', OVERLOAD_QUEUE_MS: 'x', OVERLOAD_MAX_IN_FLIGHT: '-1', OVERLOAD_RETRY_AFTER_MIN_S: '0', OVERLOAD_RETRY_AFTER_MAX_S: '3601' }), {
+    message: /LISTEN_BACKLOG: must be a whole number from 1 to 65535\n.*LISTEN_SOCKETS: must be a whole number from 1 to 64\n.*OVERLOAD_BUSY_MS: .*\n.*OVERLOAD_QUEUE_MS: .*\n.*OVERLOAD_MAX_IN_FLIGHT: .*\n.*OVERLOAD_RETRY_AFTER_MIN_S: .*\n.*OVERLOAD_RETRY_AFTER_MAX_S: /
   })
   t.throws(() => loadConfig({ OVERLOAD_RETRY_AFTER_MIN_S: '40' }), { name: 'ConfigError', message: /OVERLOAD_RETRY_AFTER_MIN_S: must not be more than OVERLOAD_RETRY_AFTER_MAX_S/ })
 })

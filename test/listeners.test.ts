@@ -1,0 +1,52 @@
+// listenMore: more sockets on one port (SO_REUSEPORT), each handing its connections to the one HTTP server.
+import { once } from 'node:events'
+import { createServer } from 'node:http'
+import type { Server } from 'node:net'
+import t from 'tap'
+import { closeListeners, listenMore } from '../src/listeners.js'
+
+t.test('the extra sockets listen on the same port, their connections are answered by the one server, MAX_CONNECTIONS is shared out', { skip: process.platform !== 'linux' && 'SO_REUSEPORT balancing is Linux only' }, async (t) => {
+  const server = createServer((_req, res) => { res.end('ok') })
+  server.maxConnections = 100
+  server.listen({ port: 0, host: '127.0.0.1', reusePort: true })
+  await once(server, 'listening')
+  let extra: Server[] = []
+  t.teardown(() => { closeListeners(extra); server.close() })
+  extra = await listenMore(server, 4, 511)
+  t.equal(extra.length, 3)
+  const port = (server.address() as { port: number }).port
+  for (const listener of extra) t.equal((listener.address() as { port: number }).port, port)
+  t.same([server, ...extra].map((s) => s.maxConnections), [25, 25, 25, 25], '100 connections shared out among 4 sockets')
+
+  const byExtras = new Set<Server>()
+  for (const listener of extra) listener.on('connection', () => byExtras.add(listener))
+  for (let i = 0; i < 60; i++) {
+    const res = await fetch(`http://127.0.0.1:${port}/`, { headers: { connection: 'close' } })
+    t.equal(await res.text(), 'ok')
+  }
+  t.ok(byExtras.size >= 1, `the kernel spread new connections over the extra sockets too (${byExtras.size} of 3 took some)`)
+
+  const drops: unknown[] = []
+  server.on('drop', (data) => drops.push(data))
+  extra[0]?.emit('drop', { localPort: port })
+  t.same(drops, [{ localPort: port }], "an extra socket's dropped connection is reported as the server's (MAX_CONNECTIONS' warning)")
+
+  closeListeners(extra)
+  await Promise.all(extra.map(async (listener) => { if (listener.listening) await once(listener, 'close') }))
+  t.ok(extra.every((listener) => !listener.listening), 'closed: they accept no more')
+  t.equal(await (await fetch(`http://127.0.0.1:${port}/`)).text(), 'ok', 'the server itself still answers until it is closed')
+})
+
+t.test('one socket: nothing more, maxConnections untouched; no bound: none shared out', async (t) => {
+  const server = createServer()
+  server.listen({ port: 0, host: '127.0.0.1' })
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  server.maxConnections = 10
+  t.same(await listenMore(server, 1, 511), [])
+  t.equal(server.maxConnections, 10)
+  server.maxConnections = Infinity
+  const more = await listenMore(server, 1, 511)
+  t.same(more, [])
+  t.equal(server.maxConnections, Infinity)
+})
