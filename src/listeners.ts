@@ -37,7 +37,11 @@ export async function listenMore (server: Server, count: number, backlog: number
   return extra
 }
 
-/** Closes the extra listeners: no new connection is accepted by them; the ones accepted are the HTTP server's. */
-export function closeListeners (listeners: Server[]): void {
-  for (const listener of listeners) listener.close()
+/**
+ * Closes the extra listeners: they accept no new connection from now on. Resolves once every
+ * connection they accepted has ended (those are the HTTP server's, which answers, closes idle ones
+ * and cuts the rest at the shutdown timeout, but counts only its own when it closes).
+ */
+export async function closeListeners (listeners: Server[]): Promise<void> {
+  await Promise.all(listeners.map(async (listener) => { await new Promise((resolve) => listener.close(resolve)) }))
 }

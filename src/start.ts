@@ -57,17 +57,22 @@ export async function start (env: NodeJS.ProcessEnv, onReload: (reload: () => vo
     /* c8 ignore next 2 -- reached only through an uncaught exception, i.e. a bug; no request can cause one */
     if (err !== undefined) app.log.error({ err }, 'shutting down after an uncaught error')
     else app.log.info({ signal }, 'shutting down: no new connections, finishing in-flight requests')
-    closeListeners(extraListeners)
+    // They stop accepting now; each closes once the connections it accepted have ended.
+    const drained = closeListeners(extraListeners)
     // In-flight requests get SHUTDOWN_TIMEOUT_MS; then their connections are cut so the exit stays bounded.
     const cut = setTimeout(() => {
       app.log.warn({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown timeout: closing the remaining connections')
       app.server.closeAllConnections()
     }, config.shutdownTimeoutMs)
     await app.close()
+    // The HTTP server waits only for the connections it accepted itself; those of the other
+    // sockets are its too (closeAllConnections cuts them at the timeout), but only they know when they end.
+    await drained
     clearTimeout(cut)
     app.log.info('stopped')
   })
   // SO_REUSEPORT spreads connections over several sockets on Linux only (listeners.ts says why).
+  /* c8 ignore next -- the tests run on Linux */
   const sockets = process.platform === 'linux' ? config.listenSockets : 1
   // Fastify hands these options to Node's server.listen as they are; its type lacks reusePort (Node 22.12+).
   const listenOptions = { port: config.port, host: config.host, backlog: config.listenBacklog, reusePort: sockets > 1 }

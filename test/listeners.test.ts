@@ -11,7 +11,7 @@ t.test('the extra sockets listen on the same port, their connections are answere
   server.listen({ port: 0, host: '127.0.0.1', reusePort: true })
   await once(server, 'listening')
   let extra: Server[] = []
-  t.teardown(() => { closeListeners(extra); server.close() })
+  t.teardown(async () => { server.closeAllConnections(); server.close(); await closeListeners(extra) })
   extra = await listenMore(server, 4, 511)
   t.equal(extra.length, 3)
   const port = (server.address() as { port: number }).port
@@ -31,9 +31,11 @@ t.test('the extra sockets listen on the same port, their connections are answere
   extra[0]?.emit('drop', { localPort: port })
   t.same(drops, [{ localPort: port }], "an extra socket's dropped connection is reported as the server's (MAX_CONNECTIONS' warning)")
 
-  closeListeners(extra)
-  await Promise.all(extra.map(async (listener) => { if (listener.listening) await once(listener, 'close') }))
-  t.ok(extra.every((listener) => !listener.listening), 'closed: they accept no more')
+  const closed = closeListeners(extra)
+  t.ok(extra.every((listener) => !listener.listening), 'closing: they accept no more at once')
+  server.closeIdleConnections()
+  await closed
+  t.pass('closed once the connections they accepted ended')
   t.equal(await (await fetch(`http://127.0.0.1:${port}/`)).text(), 'ok', 'the server itself still answers until it is closed')
 })
 

@@ -7,7 +7,7 @@ import { AppError } from '../errors.js'
 import { TEXT_PLAIN, prefersText, textLines } from '../schemas/text.js'
 import { toErrorBody } from './error-handler.js'
 import { AUTH_HOOKS } from './auth.js'
-import { addressKey, callerKey } from './rate-limits.js'
+import { callerKey } from './rate-limits.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -224,14 +224,6 @@ function prebuild (seconds: number): Prebuilt {
   return { json, jsonLength: String(json.length), text, textLength: String(text.length), seconds: String(seconds) }
 }
 
-/**
- * The key a request is counted under: its caller's (token, certificate, or address when open), or
- * its address on a route without a scope (no caller).
- */
-function keyOf (request: FastifyRequest): string {
-  return request.caller === null ? `ip:${addressKey(request.ip)}` : callerKey(request)
-}
-
 async function admission (app: FastifyInstance, options: AdmissionOptions): Promise<void> {
   const shed: Record<ShedReason, number> = { busy: 0, queue: 0, in_flight: 0 }
   const clock = options.clock ?? (() => performance.now())
@@ -286,7 +278,7 @@ async function admission (app: FastifyInstance, options: AdmissionOptions): Prom
       }
       queueMs = queue.current(now)
     }
-    const reason = control.admit(keyOf(request), busyFor(now), now, queueMs)
+    const reason = control.admit(callerKey(request), busyFor(now), now, queueMs)
     const res = reply.raw
     if (reason === undefined) {
       // 'close' comes once per response, answered or cut: the count cannot leak.
@@ -320,13 +312,14 @@ async function admission (app: FastifyInstance, options: AdmissionOptions): Prom
     res.end(text ? answer.text : answer.json)
   }
 
-  // A route's own hook, right after its authentication (routes without a scope have none): a caller
-  // is judged by who it is (its token, its certificate), not by the address it shares with others,
-  // and a request shed spends none of its per-caller budget, which the route's next hook counts.
-  // Probes get no hook at all. Routes made before this plugin (the /docs pages) are not shed.
+  // A route's own hook, right after its authentication: a caller is judged by who it is (its token,
+  // its certificate, its address when open), not by an address it shares with others, and a request
+  // shed spends none of its per-caller budget, which the route's next hook counts. Only the routes
+  // with a scope (the API) are judged: the probes, and the /docs pages, are never shed.
   app.addHook('onRoute', (route) => {
-    if (PROBES.has(route.url)) return
-    const hooks = route.onRequest === undefined ? [] : [route.onRequest].flat()
+    if (route.config?.scope === undefined) return
+    // Auth (registered before this plugin) has put its hook first on every route with a scope.
+    const hooks = [route.onRequest].flat().filter((h) => h !== undefined)
     hooks.splice(hooks.findIndex((h) => AUTH_HOOKS.has(h as never)) + 1, 0, hook)
     route.onRequest = hooks
   })

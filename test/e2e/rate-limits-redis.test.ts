@@ -45,7 +45,8 @@ t.test('two replicas sharing one Redis enforce one per-device limit between them
 
 t.test('a Redis that hangs with its connection up (SIGSTOP): the breaker opens at the first timeout, no request waits for Redis, /readyz and /metrics say counting is local, and sharing resumes by itself', async (t) => {
   const redis = await startRedis(t)
-  const server = await start(t, { RATE_LIMIT_REDIS_URL: redis.url, RATE_LIMIT_PER_DEVICE: '1000' })
+  // Both limits on: the per-caller count goes to Redis first (open mode has it off by default).
+  const server = await start(t, { RATE_LIMIT_REDIS_URL: redis.url, RATE_LIMIT_PER_DEVICE: '1000', RATE_LIMIT_PER_CALLER: '100000' })
   await waitFor(server, /rate-limit counters shared through Redis/)
   const readyz = async (): Promise<unknown> => (await (await fetch(`http://127.0.0.1:${server.port}/readyz`)).json() as { access: { rateLimits: unknown } }).access.rateLimits
   const metric = async (name: string): Promise<string | undefined> =>

@@ -42,7 +42,7 @@ function pressure (): { busy: number, now: number, deps: AppDeps } {
 }
 
 async function listening (t: Teardown, env: Record<string, string>, deps: AppDeps): Promise<number> {
-  const app = await buildTestApp(t, { OVERLOAD_BUSY_MS: '50', ...env }, deps)
+  const app = await buildTestApp(t, { OVERLOAD_BUSY_MS: '50', OVERLOAD_QUEUE_MS: '0', ...env }, deps)
   await app.listen({ port: 0, host: '127.0.0.1' })
   const address = app.server.address()
   if (address === null || typeof address === 'string') throw new Error('not listening on TCP')
@@ -199,7 +199,7 @@ t.test('a request whose client goes away before its answer leaves the in-flight 
   t.pass('the count went back to 0 while the store still holds the lookup')
 })
 
-t.test('OVERLOAD_BUSY_MS=0 and OVERLOAD_MAX_IN_FLIGHT=0: nothing is shed, however busy', async (t) => {
+t.test('OVERLOAD_BUSY_MS=0, OVERLOAD_QUEUE_MS=0 and OVERLOAD_MAX_IN_FLIGHT=0: nothing is shed, however busy', async (t) => {
   const p = pressure()
   const port = await listening(t, { OVERLOAD_BUSY_MS: '0', OVERLOAD_MAX_IN_FLIGHT: '0' }, p.deps)
   p.busy = 100_000
