@@ -56,8 +56,14 @@ const MAX_RSS_GROWTH_MB = 30
 const MAX_P99_RATIO = 1.5
 const STORM_SECONDS = envNumber('SOAK_STORM_SECONDS', 10)
 const RECOVERY_SECONDS = Math.round(envNumber('SOAK_RECOVERY_SECONDS', 5))
-/** After the storm: resident memory back within this much of before it, and the load's p99 within this ratio of the soak's first window. */
-const MAX_RSS_AFTER_STORM_MB = 50
+/**
+ * After the storm: resident memory within this much of before it (issue 15's storm goal: growth
+ * under 100 MB), and the load's p99 within this ratio of the soak's first window. Since the
+ * storm's connections are accepted at once (LISTEN_SOCKETS) rather than left in the kernel's
+ * queue, the heap grows in the storm, and V8 keeps much of it after (measured: 74-86 MB after
+ * 10 s of rest, from a peak of 110 MB more); 50 MB held only while connections waited in the kernel.
+ */
+const MAX_RSS_AFTER_STORM_MB = 100
 const MAX_P99_RATIO_AFTER_STORM = 2
 const STORM_CLIENTS = 3
 
@@ -298,8 +304,12 @@ async function stormPhase (service: Service, devices: readonly Device[], maxRps:
     if (status >= 500) recovery5xx++
     recoveryLatencies.push(ms)
   })
-  await sleep(2000)
-  const after = sampleProcess(service.pid)
+  // Memory comes back once the service is idle (V8 gives pages back when it is not busy): up to 10 s of rest.
+  let after = sampleProcess(service.pid)
+  for (let waited = 0; waited < 10_000 && after.rssMb - before.rssMb >= MAX_RSS_AFTER_STORM_MB; waited += 500) {
+    await sleep(500)
+    after = sampleProcess(service.pid)
+  }
   return {
     concurrency,
     okPerS: stats.reduce((n, s) => n + s.ok, 0) / STORM_SECONDS,
@@ -412,7 +422,7 @@ async function main (): Promise<void> {
   console.log(`/metrics after: store reloads ${reloads}, devices ${storeDevices}`)
   console.log(`storm: ${storm.concurrency} devices at a time, ${Math.round(storm.okPerS)} 200s/s; statuses ${JSON.stringify(storm.statuses)}; ` +
     `no answer ${JSON.stringify(storm.failures)}; p99 time to an answer ${Math.round(storm.p99)} ms; ` +
-    `RSS ${storm.rssBefore.toFixed(1)} MB before, peak ${storm.rssPeak.toFixed(1)} MB, ${storm.rssAfter.toFixed(1)} MB after the recovery load`)
+    `RSS ${storm.rssBefore.toFixed(1)} MB before, peak ${storm.rssPeak.toFixed(1)} MB, ${storm.rssAfter.toFixed(1)} MB after the recovery load and a rest`)
   console.log(`after the storm: ${Math.round(storm.recovery.requests.mean)} req/s for ${RECOVERY_SECONDS} s, statuses ${JSON.stringify(storm.recovery.statusCodeStats)}, p99 ${storm.recoveryP99.toFixed(2)} ms`)
 
   const checks: Array<[string, boolean]> = [
@@ -432,7 +442,7 @@ async function main (): Promise<void> {
     storm.recovery5xx === 0 && storm.recovery.errors === 0 && storm.recovery.timeouts === 0],
     [`after the storm: p99 within ${MAX_P99_RATIO_AFTER_STORM}x the soak's worse of its first and last ${WINDOW_S} s (${storm.recoveryP99.toFixed(2)} vs ${p99Soak.toFixed(2)} ms: ` +
       `${(storm.recoveryP99 / p99Soak).toFixed(2)}x)`, storm.recoveryP99 <= MAX_P99_RATIO_AFTER_STORM * p99Soak],
-    [`after the storm: RSS back within ${MAX_RSS_AFTER_STORM_MB} MB of before it (${(storm.rssAfter - storm.rssBefore).toFixed(1)} MB)`,
+    [`after the storm: RSS back within ${MAX_RSS_AFTER_STORM_MB} MB of before it, within 10 s of rest (${(storm.rssAfter - storm.rssBefore).toFixed(1)} MB)`,
       storm.rssAfter - storm.rssBefore < MAX_RSS_AFTER_STORM_MB],
     [`after the storm: no fd growth (${idleBefore.fds} before the soak -> ${storm.fdsAfter})`, storm.fdsAfter <= idleBefore.fds],
     [`no log line at error or fatal (${service.logErrors.count}${service.logErrors.count > 0 ? `: ${service.logErrors.first.join(' | ')}` : ''})`, service.logErrors.count === 0],
