@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs'
 import { isIP, type Server } from 'node:net'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
-import { closeListeners, listenMore } from './listeners.js'
+import { checkPortFree, closeListeners, listenMore } from './listeners.js'
 import { ConfigError, loadConfig } from './config.js'
 import { TokenFileError } from './auth/tokens.js'
 import { isAppError } from './errors.js'
@@ -76,6 +76,7 @@ export async function start (env: NodeJS.ProcessEnv, onReload: (reload: () => vo
   const sockets = process.platform === 'linux' ? config.listenSockets : 1
   // Fastify hands these options to Node's server.listen as they are; its type lacks reusePort (Node 22.12+).
   const listenOptions = { port: config.port, host: config.host, backlog: config.listenBacklog, reusePort: sockets > 1 }
+  if (sockets > 1) await checkPortFree(config.host, config.port)
   await app.listen(listenOptions)
   extraListeners = await listenMore(app.server, sockets, config.listenBacklog)
   const backlog = backlogWarning(config.listenBacklog)

@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { createServer } from 'node:http'
 import type { Server } from 'node:net'
 import t from 'tap'
-import { closeListeners, listenMore } from '../src/listeners.js'
+import { checkPortFree, closeListeners, listenMore } from '../src/listeners.js'
 
 t.test('the extra sockets listen on the same port, their connections are answered by the one server, MAX_CONNECTIONS is shared out', { skip: process.platform !== 'linux' && 'SO_REUSEPORT balancing is Linux only' }, async (t) => {
   const server = createServer((_req, res) => { res.end('ok') })
@@ -39,16 +39,36 @@ t.test('the extra sockets listen on the same port, their connections are answere
   t.equal(await (await fetch(`http://127.0.0.1:${port}/`)).text(), 'ok', 'the server itself still answers until it is closed')
 })
 
-t.test('one socket: nothing more, maxConnections untouched; no bound: none shared out', async (t) => {
+t.test('one socket: nothing more, maxConnections untouched; fewer connections than sockets: as many sockets as connections; no bound: none shared out', { skip: process.platform !== 'linux' && 'SO_REUSEPORT is Linux only' }, async (t) => {
   const server = createServer()
-  server.listen({ port: 0, host: '127.0.0.1' })
+  server.listen({ port: 0, host: '127.0.0.1', reusePort: true })
   await once(server, 'listening')
   t.teardown(() => server.close())
   server.maxConnections = 10
   t.same(await listenMore(server, 1, 511), [])
   t.equal(server.maxConnections, 10)
+  const few = await listenMore(server, 16, 511)
+  t.teardown(async () => { await closeListeners(few) })
+  t.equal(few.length, 9, 'MAX_CONNECTIONS=10 with 16 wanted: 10 sockets, one connection each, never more than the bound')
+  t.same([server, ...few].map((s) => s.maxConnections), Array(10).fill(1))
+  await closeListeners(few)
+  server.maxConnections = 10
   server.maxConnections = Infinity
   const more = await listenMore(server, 1, 511)
   t.same(more, [])
   t.equal(server.maxConnections, Infinity)
+})
+
+t.test('a socket that cannot listen fails the start and leaves none open; a taken port is refused before SO_REUSEPORT would share it', { skip: process.platform !== 'linux' && 'SO_REUSEPORT is Linux only' }, async (t) => {
+  // A server listening WITHOUT SO_REUSEPORT: no other socket may join it.
+  const server = createServer()
+  server.listen({ port: 0, host: '127.0.0.1' })
+  await once(server, 'listening')
+  const port = (server.address() as { port: number }).port
+  await t.rejects(listenMore(server, 4, 511), { code: 'EADDRINUSE' })
+  await t.rejects(checkPortFree('127.0.0.1', port), { code: 'EADDRINUSE' }, 'the port is taken: refused as listen always did')
+  await new Promise((resolve) => server.close(resolve))
+  await checkPortFree('127.0.0.1', port)
+  t.pass('once the server is closed the port is free: no extra socket was left listening on it')
+  await checkPortFree('127.0.0.1', 0)
 })

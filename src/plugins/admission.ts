@@ -7,7 +7,7 @@ import { AppError } from '../errors.js'
 import { TEXT_PLAIN, prefersText, textLines } from '../schemas/text.js'
 import { toErrorBody } from './error-handler.js'
 import { AUTH_HOOKS } from './auth.js'
-import { callerKey } from './rate-limits.js'
+import { addressKey, callerKey } from './rate-limits.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -133,17 +133,19 @@ export class Admission {
   }
 }
 
-/** How often the least wait of new connections is taken (QueueDelay). */
+/** How often the median wait of new connections is taken (QueueDelay). */
 export const QUEUE_INTERVAL_MS = 100
+/** Addresses whose new connections are counted in one interval (QueueDelay). */
+export const MAX_QUEUE_ADDRESSES = 10_000
 
 /**
  * How long new connections wait, in this process, from their accept to their first request: the
  * queue a boot storm builds, which the event loop's turns do not show (each turn is short, but
  * thousands of connections wait their turn). Judged by the MEDIAN wait over each QUEUE_INTERVAL_MS
- * (how many waited at least the limit, or half of it, against all), not the longest: a client that
- * connects and sends its request late (a pool connecting ahead, or someone trying to make the
- * service shed everyone) shows a long wait, but cannot move the median while the connections
- * that come promptly are answered promptly. (The least wait, as CoDel takes it, does not work
+ * (how many waited at least the limit, or half of it, against all), not the longest, and with one
+ * sample per address: a client that connects and sends its request late (a pool connecting ahead,
+ * or someone trying to make the service shed everyone) shows a long wait, but weighs one address
+ * against all the others that come promptly. (The least wait, as CoDel takes it, does not work
  * here: measured in a storm, some connections are read at once while the median waits 300-570 ms.)
  * An interval's value holds through the next one; no new connection in an interval: 0.
  */
@@ -154,6 +156,7 @@ export class QueueDelay {
   private pastHalf = 0
   private pastLimit = 0
   private value = 0
+  private readonly addresses = new Set<string>()
 
   /** `limitMs`: OVERLOAD_QUEUE_MS; current() answers 0, half of it or all of it. */
   constructor (limitMs: number, now: number) {
@@ -161,8 +164,16 @@ export class QueueDelay {
     this.intervalStart = now
   }
 
-  sample (waitedMs: number, now: number): void {
+  /**
+   * One new connection's wait, from `address` (its address key). Only the first connection of each
+   * address in an interval is counted: a client that opens many connections and sends late (to
+   * make everyone shed) weighs one sample, as much as any device; a fleet's devices each have their
+   * own address. At most MAX_QUEUE_ADDRESSES addresses an interval are counted (bounded memory).
+   */
+  sample (address: string, waitedMs: number, now: number): void {
     this.current(now)
+    if (this.addresses.has(address) || this.addresses.size >= MAX_QUEUE_ADDRESSES) return
+    this.addresses.add(address)
     this.seen++
     if (waitedMs >= this.limitMs / 2) this.pastHalf++
     if (waitedMs >= this.limitMs) this.pastLimit++
@@ -176,6 +187,7 @@ export class QueueDelay {
       const half = this.seen / 2
       this.value = !recent || this.seen === 0 ? 0 : this.pastLimit > half ? this.limitMs : this.pastHalf > half ? this.limitMs / 2 : 0
       this.seen = this.pastHalf = this.pastLimit = 0
+      this.addresses.clear()
       this.intervalStart = now
     }
     return this.value
@@ -274,7 +286,7 @@ async function admission (app: FastifyInstance, options: AdmissionOptions): Prom
       const acceptedAt = socket[ACCEPTED_AT]
       if (acceptedAt !== undefined) {
         socket[ACCEPTED_AT] = undefined
-        queue.sample(now - acceptedAt, now)
+        queue.sample(addressKey(request.ip), now - acceptedAt, now)
       }
       queueMs = queue.current(now)
     }

@@ -2,7 +2,7 @@
 import { once } from 'node:events'
 import { createServer } from 'node:net'
 import t from 'tap'
-import { CHILD_BUDGET_MS, run } from './process-helper.js'
+import { CHILD_BUDGET_MS, run, start } from './process-helper.js'
 
 t.setTimeout(3 * CHILD_BUDGET_MS)
 
@@ -15,6 +15,15 @@ t.test('a port in use stops startup with a message saying so', async (t) => {
   const proc = run(t, { PORT: String(port) })
   t.equal((await proc.exit)[0], 1)
   t.match(proc.output(), /cannot listen \(EADDRINUSE\); check HOST and PORT/)
+})
+
+t.test('a second copy of the service on the same port is refused, though both would listen with SO_REUSEPORT', async (t) => {
+  const first = await start(t, {})
+  const second = run(t, { PORT: String(first.port) })
+  t.equal((await second.exit)[0], 1)
+  t.match(second.output(), /cannot listen \(EADDRINUSE\); check HOST and PORT/)
+  first.child.kill('SIGTERM')
+  await first.exit
 })
 
 t.test('a HOST that does not resolve stops startup with the one-line configuration message, no stack', async (t) => {

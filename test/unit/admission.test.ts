@@ -1,6 +1,6 @@
 // Admission control's decision, by plain calls with a made-up clock and made-up busy times.
 import t from 'tap'
-import { Admission, QUEUE_INTERVAL_MS, QueueDelay, type AdmissionLimits } from '../../src/plugins/admission.js'
+import { Admission, MAX_QUEUE_ADDRESSES, QUEUE_INTERVAL_MS, QueueDelay, type AdmissionLimits } from '../../src/plugins/admission.js'
 
 const LIMITS: AdmissionLimits = { busyMs: 100, queueMs: 100, maxInFlight: 100, windowMs: 1000, maxCallers: 1000 }
 const QUIET = 0
@@ -120,17 +120,27 @@ t.test('the wait of new connections sheds as the busy loop does, with its own re
   t.equal(control.admit('a', QUIET, 3, 0), undefined, 'no queue, no shedding')
 })
 
-t.test('QueueDelay: the median wait of an interval (0, half the limit or the limit), held through the next one; nothing seen: 0', async (t) => {
+t.test('QueueDelay: the median wait of an interval (0, half the limit or the limit), one connection per address, held through the next one; nothing seen: 0', async (t) => {
   const q = new QueueDelay(100, 0)
-  for (const waited of [500, 300, 0.1]) q.sample(waited, 10)
+  q.sample('a', 500, 10)
+  q.sample('b', 300, 10)
+  q.sample('c', 0.1, 10)
   t.equal(q.current(50), 0, 'the first interval is not over: nothing known yet')
   t.equal(q.current(QUEUE_INTERVAL_MS), 100, 'two of three waited past the limit: the median did')
-  for (const waited of [60, 70, 0.1, 2000]) q.sample(waited, QUEUE_INTERVAL_MS + 10)
+  for (const [address, waited] of [['a', 60], ['b', 70], ['c', 0.1], ['d', 2000]] as const) q.sample(address, waited, QUEUE_INTERVAL_MS + 10)
   t.equal(q.current(QUEUE_INTERVAL_MS + 50), 100, 'held through the next interval')
   t.equal(q.current(2 * QUEUE_INTERVAL_MS), 50, 'three of four waited half the limit, one only past it: half')
-  for (const waited of [5000, 5000, 1, 1, 1]) q.sample(waited, 2 * QUEUE_INTERVAL_MS + 1)
-  t.equal(q.current(3 * QUEUE_INTERVAL_MS), 0, 'late senders in a minority do not move the median')
+  for (let i = 0; i < 50; i++) q.sample('late', 5000, 2 * QUEUE_INTERVAL_MS + 1)
+  for (const address of ['x', 'y']) q.sample(address, 1, 2 * QUEUE_INTERVAL_MS + 1)
+  t.equal(q.current(3 * QUEUE_INTERVAL_MS), 0, 'fifty late connections from one address weigh one sample: the median stays 0')
   t.equal(q.current(4 * QUEUE_INTERVAL_MS), 0, 'an interval with no new connection: no queue')
-  q.sample(400, 4 * QUEUE_INTERVAL_MS + 1)
+  q.sample('a', 400, 4 * QUEUE_INTERVAL_MS + 1)
   t.equal(q.current(10 * QUEUE_INTERVAL_MS), 0, 'a sample long ago (more than an interval since) says nothing about now')
+})
+
+t.test('QueueDelay: at most MAX_QUEUE_ADDRESSES addresses an interval are counted', async (t) => {
+  const q = new QueueDelay(100, 0)
+  for (let i = 0; i < MAX_QUEUE_ADDRESSES; i++) q.sample(`prompt-${i}`, 0, 1)
+  for (let i = 0; i < MAX_QUEUE_ADDRESSES + 5; i++) q.sample(`late-${i}`, 1000, 2)
+  t.equal(q.current(QUEUE_INTERVAL_MS), 0, 'the addresses past the bound are not counted')
 })
