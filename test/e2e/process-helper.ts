@@ -31,7 +31,8 @@ export interface RunningServer extends ServerProcess {
 /** Spawns src/server.ts under this process's loader and coverage, with test defaults overridden by `env`; SIGKILLed at teardown. */
 export function run (t: Teardown, env: Record<string, string>, nodeArgs: string[] = []): ServerProcess {
   const child = spawn(process.execPath, [...process.execArgv, ...nodeArgs, SERVER_CHILD], {
-    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', STORE_WATCH: 'false', LOG_LEVEL: 'info', AUTH_MODE: 'none', ...env },
+    // Admission control off, as in test/helper.ts (a loaded test machine is a real overload): the tests of it turn it on.
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', STORE_WATCH: 'false', LOG_LEVEL: 'info', AUTH_MODE: 'none', OVERLOAD_BUSY_MS: '0', OVERLOAD_QUEUE_MS: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe', 'ipc']
   })
   let out = ''

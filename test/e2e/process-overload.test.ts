@@ -64,7 +64,7 @@ async function flood (t: Teardown, port: number, seconds: number, connections: n
 
 t.test('a flood from two processes that ignore Retry-After: some 503 OVERLOADED with Retry-After, no other 5xx, probes answered, then 200s again', async (t) => {
   // A short busy budget, so that the flood overloads the service however fast or slow the machine is.
-  const server = await start(t, { OVERLOAD_BUSY_MS: '1', RATE_LIMIT_PER_CALLER: '0', RATE_LIMIT_PER_DEVICE: '0' })
+  const server = await start(t, { OVERLOAD_BUSY_MS: '1', OVERLOAD_QUEUE_MS: '100', RATE_LIMIT_PER_CALLER: '0', RATE_LIMIT_PER_DEVICE: '0' })
   const floods = [flood(t, server.port, 4, 64), flood(t, server.port, 4, 64)]
   // Probes during the flood: each answered 200, however loaded the service is.
   const probes: number[] = []
