@@ -144,7 +144,7 @@ export const envSchema = z.object({
   OVERLOAD_BUSY_MS: whole('must be a whole number of milliseconds from 0 to 60000', 0, 60_000, 50)
     .describe('Admission control: once the event loop has been busy this long in one turn, new requests get 503 OVERLOADED (from half of it, callers above their fair share do). 0: off.'),
   OVERLOAD_QUEUE_MS: whole('must be a whole number of milliseconds from 0 to 60000', 0, 60_000, 100)
-    .describe('Admission control: once new connections wait this long from their accept to their first request (the median over 100 ms, one connection per client address), new requests get 503 OVERLOADED (from half of it, callers above their fair share do). 0: off.'),
+    .describe('Admission control: once new connections wait this long from their accept to their first request (the median over 100 ms, at most 4 connections per client address), new requests get 503 OVERLOADED (from half of it, callers above their fair share do). 0: off.'),
   OVERLOAD_MAX_IN_FLIGHT: whole('must be a whole number from 0 to 1000000', 0, 1_000_000, 1000)
     .describe('Admission control: most requests being answered at once (a slow store holds them); more get 503 OVERLOADED (from three quarters of it, callers above their fair share do). 0: no bound.'),
   OVERLOAD_RETRY_AFTER_MIN_S: whole('must be a whole number of seconds from 1 to 3600', 1, 3600, 1)

@@ -82,7 +82,8 @@ t.test('PostgreSQL stopped: cached devices still sign, others get 503 with Retry
 
   await postgres.start()
   await until(t, '/readyz ready again', async () => (await ready()).status === 200)
-  t.equal((await sign('uncached-2')).status, 200, 'a device never cached signs again, with no restart')
+  const again = await sign('uncached-2')
+  t.equal(again.status, 200, `a device never cached signs again, with no restart: ${await again.text()}`)
 
   const raw = sink.raw()
   for (const secret of SECRETS) t.notOk(raw.includes(secret), `${secret} is not in the log`)

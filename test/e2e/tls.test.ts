@@ -9,8 +9,8 @@ import { makePki } from './tls-helper.js'
 const example = { productKey: '123', deviceKey: 'test', clientId: '123', timestamp: '1524448722000' }
 const other = { productKey: 'Ab12Cd34', deviceKey: 'boiler-0001' }
 
-t.test('TLS_CERT_FILE and TLS_KEY_FILE serve HTTPS', async (t) => {
-  const { port, pki } = await serve(t, () => ({}))
+t.test('TLS_CERT_FILE and TLS_KEY_FILE serve HTTPS (admission control watching new connections from their handshake)', async (t) => {
+  const { port, pki } = await serve(t, () => ({ OVERLOAD_QUEUE_MS: '100' }))
   const answer = await post(port, '/sign', example, { ca: pki.ca.cert })
   t.equal(answer.status, 200)
   t.equal(answer.body.mqttPassword, EXAMPLE_PASSWORDS.hmacsha1)
