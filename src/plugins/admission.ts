@@ -263,7 +263,8 @@ async function admission (app: FastifyInstance, options: AdmissionOptions): Prom
   // and ends in the check phase (setImmediate) that follows the poll phase reading the sockets.
   let turnStart = -1
   let turnUse = performance.eventLoopUtilization()
-  const halfBusy = options.busyMs / 2
+  // Off (0): the wall time is never past it, so the loop is never asked.
+  const halfBusy = options.busyMs === 0 ? Infinity : options.busyMs / 2
   const endTurn = (): void => { turnStart = -1 }
   const measured = (now: number): number => {
     if (turnStart >= 0) {
