@@ -139,12 +139,14 @@ export async function watchTlsFiles (server: HttpsServer, files: TlsFiles, log: 
     try {
       const material = await readTlsFiles(files)
       server.setSecureContext(material)
-      if (trustOf(material) !== trust) {
+      // A changed client CA or CRL: connections opened before it are checked again (trustChanges).
+      const trustChanged = trustOf(material) !== trust
+      if (trustChanged) {
         trust = trustOf(material)
         trustChanges++
       }
       lastReloadError = undefined
-      log.info({ certFile: files.certFile }, 'TLS certificate reloaded')
+      log.info({ certFile: files.certFile, trustChanged }, 'TLS certificate reloaded')
     } catch (err) {
       lastReloadError = { message: (err as Error).message, at: new Date().toISOString() }
       log.error({ problem: (err as Error).message }, 'TLS reload failed; new connections still get the previous certificate')
