@@ -22,11 +22,11 @@
 // BENCH_CONNECTIONS (50), BENCH_DEVICES (10000), BENCH_BODIES (1000 distinct request bodies), BENCH_BATCH (100),
 // BENCH_TARGETS (comma-separated names of the targets to run; a@warn always runs), BENCH_BASE_DIST (above),
 // BENCH_NODE_ARGS (node options for the service's processes, e.g. `--cpu-prof --cpu-prof-dir=DIR` for profiles).
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { availableParallelism, tmpdir } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
@@ -35,7 +35,7 @@ import type { SignMethod } from '../../src/core/sign-method.js'
 import { migrate } from '../../src/store/migrations.js'
 import { startPostgres, type Postgres } from '../pg-helper.js'
 import { canConnect, freePort } from '../free-port.js'
-import { envNumber } from './env.js'
+import { envNumber, pinning } from './env.js'
 
 // ---- autocannon (CommonJS, no bundled types): the part of its API used here ----
 
@@ -71,21 +71,6 @@ const CONNECTIONS = Math.round(envNumber('BENCH_CONNECTIONS', 50))
 const DEVICES = Math.round(envNumber('BENCH_DEVICES', 10_000))
 const BODIES = Math.round(envNumber('BENCH_BODIES', 1000))
 const BATCH = Math.round(envNumber('BENCH_BATCH', 100))
-
-/**
- * Pins this process (the load generator, all its threads) to CPU 0 and returns the prefix that starts
- * a server pinned to CPU 1, so the two never take turns on one core; no pinning without taskset.
- */
-function pinning (): string[] {
-  if (availableParallelism() < 2) return []
-  try {
-    execFileSync('taskset', ['-a', '-cp', '0', String(process.pid)], { stdio: 'ignore' })
-    return ['taskset', '-c', '1']
-  } catch {
-    console.log('taskset is not available: server and load generator are not pinned (figures vary more)')
-    return []
-  }
-}
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const SERVICE_ENTRY = join(ROOT, 'dist', 'server.js')

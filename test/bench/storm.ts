@@ -23,14 +23,14 @@
 // STORM_MAX_CONCURRENCY (50), STORM_FACTOR (4), STORM_CONCURRENCY (total devices at a time in the storm; overrides
 // STORM_FACTOR), STORM_CLIENTS (K, 3), STORM_HEAVY (6), STORM_TIMEOUT_MS (10000: an attempt with no answer by
 // then counts as a timeout), STORM_RETRY_SCALE (1: Retry-After is waited this many times over), STORM_OPEN (0).
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { availableParallelism, tmpdir } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { canConnect, freePort } from '../free-port.js'
-import { envNumber } from './env.js'
+import { envNumber, pinning } from './env.js'
 import { attempt, requestBytes, runPhase, split, startStormClients, type ClientSetup, type ClientStats, type Target } from './storm-client.js'
 
 // ---- settings ----
@@ -74,18 +74,6 @@ process.on('exit', killAll)
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => { killAll(); process.exit(130) })
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** Pins this process (and so the load clients it forks) to CPU 0; returns the prefix that starts the server on CPU 1. */
-function pinning (): string[] {
-  if (availableParallelism() < 2) return []
-  try {
-    execFileSync('taskset', ['-a', '-cp', '0', String(process.pid)], { stdio: 'ignore' })
-    return ['taskset', '-c', '1']
-  } catch {
-    console.log('taskset is not available: server and load are not pinned (figures vary more)')
-    return []
-  }
-}
 
 interface Service { child: ChildProcess, pid: number, target: Target, stderr: () => string }
 
